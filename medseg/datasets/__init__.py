@@ -1,0 +1,2 @@
+"""Stage 0: what data exists (data_manifest.json), whether it is intact, and importers that turn raw datasets
+(OpenKBP CSV, DICOM + RTSTRUCT, MSD/nnU-Net folders) into training-ready NIfTI in the cache."""

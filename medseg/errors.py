@@ -1,0 +1,31 @@
+"""The one exception users see: it names the file and says what is wrong with it."""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class MedsegError(Exception):
+    """A problem with an input that the user can fix; the CLI prints it without a traceback.
+
+    Args:
+        path: the file or folder at fault (``None`` when no single file is).
+        problem: what is wrong, quoting the bad value where there is one.
+    """
+
+    def __init__(self, path: str | PathLike[str] | None, problem: str) -> None:
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class InputError(MedsegError):
+    """The input cannot be read as a CT scan (missing, empty, corrupt, wrong dimensionality, not CT...)."""
+
+
+class GeometryError(MedsegError):
+    """The scan's geometry is unsafe to process as it is (uneven or missing slices, tilt, mixed orientation...)."""
+
+
+class ManifestError(MedsegError):
+    """data_manifest.json or a dataset it names is inconsistent."""
