@@ -1,0 +1,113 @@
+"""Read a label map with its geometry, and refuse to compare two label maps that do not share one voxel grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from medseg.errors import InputError
+
+GRID_TOLERANCE = 1e-4  # mm for spacing and origin, unitless for direction cosines
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """A label map in SimpleITK's array order.
+
+    Attributes:
+        path: the file it was read from.
+        array: integer labels, shape ``(Z, Y, X)`` (or ``(Y, X)`` for 2D), 0 = background.
+        spacing: voxel size in mm in the array's axis order ``(z, y, x)``, i.e. SimpleITK's spacing reversed.
+        size, origin, direction: SimpleITK's (x-first) grid description, for the grid check.
+    """
+
+    path: Path
+    array: np.ndarray
+    spacing: tuple[float, ...]
+    size: tuple[int, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @property
+    def diagonal_mm(self) -> float:
+        """Length of the image's diagonal (size × spacing), the worst-case surface distance on this grid."""
+        return float(np.sqrt(np.sum((np.asarray(self.size) * np.asarray(self.spacing[::-1])) ** 2)))
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        return float(np.prod(self.spacing)) / 1000.0
+
+
+def read_label_map(path: str | Path) -> LabelMap:
+    """Read a 2D/3D single-component integer label map with SimpleITK.
+
+    Raises:
+        InputError: unreadable file, more than one component (e.g. a multi-layer ``.seg.nrrd``), not 2D/3D,
+            non-integer values, or negative labels.
+    """
+    path = Path(path)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        raise InputError(path, f"cannot be read as a label map: {str(err).strip().splitlines()[-1]}") from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(
+            path,
+            f"has {image.GetNumberOfComponentsPerPixel()} components per voxel; a label map has one "
+            "(overlapping .seg.nrrd layers must be merged first)",
+        )
+    if image.GetDimension() not in (2, 3):
+        raise InputError(path, f"is {image.GetDimension()}D; expected a 2D or 3D label map")
+    array = sitk.GetArrayFromImage(image)
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+            raise InputError(path, f"holds non-integer values ({image.GetPixelIDTypeAsString()}): not a label map")
+        array = array.astype(np.int64)
+    if array.size and array.min() < 0:
+        raise InputError(path, f"holds negative label {int(array.min())}")
+    return LabelMap(
+        path=path,
+        array=array,
+        spacing=tuple(float(s) for s in reversed(image.GetSpacing())),
+        size=tuple(int(s) for s in image.GetSize()),
+        origin=tuple(float(o) for o in image.GetOrigin()),
+        direction=tuple(float(d) for d in image.GetDirection()),
+    )
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+
+
+def check_same_grid(pred: LabelMap, ref: LabelMap, tolerance: float = GRID_TOLERANCE) -> None:
+    """Raise unless ``pred`` and ``ref`` lie on the same voxel grid in physical space.
+
+    Size must match exactly; spacing and origin within ``tolerance`` mm; direction cosines within ``tolerance``.
+    Comparing arrays of two different grids would score voxels that are not at the same place in the patient.
+
+    Raises:
+        InputError: naming the prediction file, the reference file and every property that differs.
+    """
+    problems: list[str] = []
+    if pred.size != ref.size:
+        problems.append(f"size {pred.size} vs {ref.size}")
+    for name, pred_value, ref_value in (
+        ("spacing", tuple(reversed(pred.spacing)), tuple(reversed(ref.spacing))),
+        ("origin", pred.origin, ref.origin),
+        ("direction", pred.direction, ref.direction),
+    ):
+        if len(pred_value) != len(ref_value):
+            continue  # dimensionality already differs in size
+        difference = float(np.max(np.abs(np.subtract(pred_value, ref_value))))
+        if difference > tolerance:
+            unit = "" if name == "direction" else " mm"
+            problems.append(f"{name} {_fmt(pred_value)} vs {_fmt(ref_value)} (max difference {difference:.3g}{unit})")
+    if problems:
+        raise InputError(
+            pred.path,
+            f"grid differs from reference {ref.path}: {'; '.join(problems)}; resample the prediction onto the "
+            "reference grid first",
+        )
