@@ -18,6 +18,10 @@ class MedsegError(Exception):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
+    def __reduce__(self) -> tuple[type[MedsegError], tuple[str | None, str]]:
+        # Keeps the error intact when it crosses a process boundary (DataLoader workers, torchrun ranks).
+        return (type(self), (self.path, self.problem))
+
 
 class InputError(MedsegError):
     """The input cannot be read as a CT scan (missing, empty, corrupt, wrong dimensionality, not CT...)."""

@@ -31,3 +31,13 @@ def test_default_data_root_is_the_shared_folder(monkeypatch: pytest.MonkeyPatch)
     root = data_root(required=False)
     if root is not None:
         assert root.name == "data" and root.parent.name == "shared"
+
+
+def test_errors_survive_pickling() -> None:
+    import pickle
+
+    from medseg.errors import GeometryError
+
+    err = pickle.loads(pickle.dumps(GeometryError("/scan/a.dcm", "slice gap of 202.5 mm")))
+    assert isinstance(err, GeometryError)
+    assert str(err) == "/scan/a.dcm: slice gap of 202.5 mm"

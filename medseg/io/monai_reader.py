@@ -1,0 +1,120 @@
+"""MONAI image reader that reads through :func:`medseg.io.readers.read_scan`.
+
+Use it wherever MONAI loads a scan, so that series choice and the geometry guard apply there too::
+
+    LoadImaged(keys="image", reader=MedsegReader, image_only=False)
+    LoadImaged(keys="image", reader=MedsegReader(fix_geometry=True))
+
+The array and metadata are those MONAI's ITKReader gives (array in (x, y, z) index order, ``affine`` and
+``original_affine`` in RAS, ``spatial_shape``, ``spacing``, ``original_channel_dim``, ``space``), so Orientationd,
+Spacingd, Invertd and SaveImaged work unchanged. Extra keys: ``medseg_series_uid`` ("" for single-file formats),
+``medseg_source_format``, ``medseg_repaired`` and ``medseg_warnings`` (one string, lines joined by newlines, so
+that batches collate).
+
+Input problems surface as medseg's :class:`~medseg.errors.MedsegError`, not as MONAI's generic "cannot find a
+suitable reader": ``LoadImage`` swallows exceptions raised in ``read`` (to try its other readers, which would
+bypass the geometry guard) but not those raised in ``get_data``, so ``read`` hands the error on and ``get_data``
+raises it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from monai.data import ImageReader
+from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
+
+from medseg.errors import GeometryError, MedsegError
+from medseg.io.readers import Scan, read_scan
+from medseg.io.series import image_format
+
+SERIES_UID_KEY = "medseg_series_uid"
+SOURCE_FORMAT_KEY = "medseg_source_format"
+WARNINGS_KEY = "medseg_warnings"
+REPAIRED_KEY = "medseg_repaired"
+
+
+@dataclass
+class _FailedRead:
+    """A read that failed; :meth:`MedsegReader.get_data` raises the error (see the module docstring)."""
+
+    error: MedsegError
+
+
+class MedsegReader(ImageReader):
+    """Read CT scans (DICOM folders, study folders, NIfTI, NRRD, MetaImage) with medseg's checks.
+
+    Args:
+        fix_geometry: repair geometry problems instead of refusing them (see :func:`read_scan`).
+        series_uid: read this SeriesInstanceUID from a study folder instead of choosing one.
+    """
+
+    def __init__(self, fix_geometry: bool = False, series_uid: str | None = None) -> None:
+        super().__init__()
+        self.fix_geometry = fix_geometry
+        self.series_uid = series_uid
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike[str]] | str | os.PathLike[str]) -> bool:
+        """True when every name is a folder, an image file medseg reads, or a DICOM file."""
+        return all(_is_supported(Path(name)) for name in ensure_tuple(filename))
+
+    def read(self, data: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Read each name with :func:`read_scan`: one :class:`Scan`, or a list of them (stacked as channels by
+        :meth:`get_data`). ``kwargs`` may override ``fix_geometry`` and ``series_uid``."""
+        options = {"fix_geometry": self.fix_geometry, "series_uid": self.series_uid, **kwargs}
+        scans: list[Scan] = []
+        for name in ensure_tuple(data):
+            try:
+                scans.append(read_scan(name, fix_geometry=options["fix_geometry"], series_uid=options["series_uid"]))
+            except MedsegError as err:
+                return _FailedRead(err)
+        return scans if len(scans) > 1 else scans[0]
+
+    def get_data(self, img: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        """Array (x, y, z) or, for several scans, (channel, x, y, z), and the metadata of the first scan."""
+        if isinstance(img, _FailedRead):
+            raise img.error
+        scans: tuple[Scan, ...] = ensure_tuple(img)
+        arrays = [sitk.GetArrayFromImage(scan.image).T for scan in scans]
+        metas = [_meta(scan) for scan in scans]
+        first = metas[0]
+        for scan, meta in zip(scans[1:], metas[1:], strict=True):
+            same_grid = np.allclose(meta[MetaKeys.AFFINE], first[MetaKeys.AFFINE], atol=1e-4)
+            if not same_grid or not np.array_equal(meta[MetaKeys.SPATIAL_SHAPE], first[MetaKeys.SPATIAL_SHAPE]):
+                raise GeometryError(scan.path, "cannot be stacked as a channel: its grid differs from the first's")
+        if len(arrays) == 1:
+            return arrays[0], first
+        first[MetaKeys.ORIGINAL_CHANNEL_DIM] = 0
+        return np.stack(arrays, axis=0), first
+
+
+def _meta(scan: Scan) -> dict[str, Any]:
+    affine = scan.affine
+    return {
+        "spacing": np.asarray(scan.image.GetSpacing()),
+        MetaKeys.ORIGINAL_AFFINE: affine,
+        MetaKeys.AFFINE: affine.copy(),
+        MetaKeys.SPACE: SpaceKeys.RAS,
+        MetaKeys.SPATIAL_SHAPE: np.asarray(scan.image.GetSize()),
+        MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan"),
+        SERIES_UID_KEY: scan.series_uid,
+        SOURCE_FORMAT_KEY: scan.source_format,
+        REPAIRED_KEY: scan.repaired,
+        WARNINGS_KEY: "\n".join(scan.warnings),
+    }
+
+
+def _is_supported(path: Path) -> bool:
+    if path.is_dir() or image_format(path):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False

@@ -1,0 +1,29 @@
+"""Per-case reporting for batch segmentation:
+
+volumes.py    organ volumes in mL
+qa.py         QA flags (organ missing, cut off at the scan border, implausible volume, geometry repaired)
+timing.py     seconds per stage and peak memory of a case
+summary.py    summary.csv / summary.json, one row per case; merging shard summaries
+quicklook.py  a PNG per case: three orthogonal slices with coloured organ overlays
+"""
+
+from medseg.reporting.qa import OPENKBP_VOLUMES, ExpectedVolume, QAFlag, qa_flags
+from medseg.reporting.quicklook import write_quicklook
+from medseg.reporting.summary import CaseRecord, merge_summaries, read_summary, write_summary
+from medseg.reporting.timing import StageClock
+from medseg.reporting.volumes import image_volumes_ml, label_volumes_ml
+
+__all__ = [
+    "OPENKBP_VOLUMES",
+    "CaseRecord",
+    "ExpectedVolume",
+    "QAFlag",
+    "StageClock",
+    "image_volumes_ml",
+    "label_volumes_ml",
+    "merge_summaries",
+    "qa_flags",
+    "read_summary",
+    "write_quicklook",
+    "write_summary",
+]

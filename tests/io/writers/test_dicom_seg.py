@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from pydicom.uid import SegmentationStorage
+
+from medseg import __version__
+from medseg.errors import GeometryError, InputError
+from medseg.io.writers.dicom_seg import write_dicom_seg
+from medseg.io.writers.geometry import source_slice_indices
+from tests.io.writers.conftest import Case, ct_series, synthetic_labels
+
+LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
+
+
+def _round_trip(case: Case, path: Path, segmentation_type: str = "BINARY") -> hd.seg.Segmentation:
+    """Write with the sources shuffled, read back, and check references and voxels slice by slice."""
+    shuffled = list(case.sources)
+    random.Random(1).shuffle(shuffled)
+    written = write_dicom_seg(case.labels, case.table, shuffled, path, segmentation_type=segmentation_type)
+    assert written == path
+    seg = hd.seg.segread(path)
+
+    source = case.sources[0]
+    assert seg.StudyInstanceUID == source.StudyInstanceUID
+    assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    assert [item.SeriesInstanceUID for item in seg.ReferencedSeriesSequence] == [source.SeriesInstanceUID]
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == {ds.SOPInstanceUID for ds in case.sources}
+
+    voxels = sitk.GetArrayViewFromImage(case.labels)
+    present = sorted(set(np.unique(voxels).tolist()) - {0})
+    assert seg.get_segment_numbers() == list(range(1, len(present) + 1))
+    for number, value in enumerate(present, start=1):
+        description = seg.get_segment_description(number)
+        info = case.table[value]
+        assert description.segment_label == info.name
+        assert description.segmented_property_type.value == info.type.value
+        assert description.segmented_property_category.value == info.category.value
+        assert description.algorithm_type == hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
+        assert description.algorithm_identification[0].AlgorithmName == "medseg"
+        assert description.algorithm_identification[0].AlgorithmVersion == __version__
+
+    # Each stored frame points at the CT instance it was derived from ...
+    plane = dict(zip((ds.SOPInstanceUID for ds in shuffled), source_slice_indices(case.labels, shuffled), strict=True))
+    frame_sources = [
+        frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        for frame in seg.PerFrameFunctionalGroupsSequence
+    ]
+    labelled_planes = set(np.flatnonzero(voxels.any(axis=(1, 2))).tolist())
+    assert {plane[uid] for uid in frame_sources} == labelled_planes
+    # ... and the mask comes back exactly, slice by slice through those references.
+    uids = [ds.SOPInstanceUID for ds in shuffled]
+    pixels = seg.get_pixels_by_source_instance(uids, combine_segments=True, assert_missing_frames_are_empty=True)
+    lookup = np.zeros(256, dtype=np.int64)
+    lookup[present] = np.arange(1, len(present) + 1)
+    for n, uid in enumerate(uids):
+        np.testing.assert_array_equal(pixels[n], lookup[voxels[plane[uid]]])
+    return seg
+
+
+def test_oblique_binary_seg_round_trips_with_laterality(oblique_case: Case, tmp_path: Path) -> None:
+    seg = _round_trip(oblique_case, tmp_path / "seg.dcm")
+    assert seg.SOPClassUID == SegmentationStorage
+    assert seg.SegmentationType == "BINARY"
+    type_item = seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0]
+    assert type_item.CodeMeaning == "Parotid gland"
+    assert type_item.SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == "24028007"  # Right
+    assert seg.SegmentSequence[0].RecommendedDisplayCIELabValue is not None
+
+
+def test_labelmap_type_is_available(oblique_case: Case, tmp_path: Path) -> None:
+    seg = _round_trip(oblique_case, tmp_path / "seg.dcm", segmentation_type="LABELMAP")
+    assert seg.SOPClassUID == LABEL_MAP_SEGMENTATION_STORAGE
+
+
+def test_empty_mask_writes_nothing_and_bad_geometry_is_refused(oblique_case: Case, tmp_path: Path) -> None:
+    empty = sitk.Image(oblique_case.labels.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(oblique_case.labels)
+    assert write_dicom_seg(empty, oblique_case.table, oblique_case.sources, tmp_path / "empty.dcm") is None
+    other_series = ct_series(synthetic_labels())  # same size, axis-aligned: does not fit the oblique mask
+    with pytest.raises(GeometryError):
+        write_dicom_seg(oblique_case.labels, oblique_case.table, other_series, tmp_path / "bad.dcm")
+    with pytest.raises(ValueError, match="segmentation_type"):
+        write_dicom_seg(oblique_case.labels, oblique_case.table, oblique_case.sources, tmp_path / "x.dcm", "FRACTIONAL")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.data
+@pytest.mark.filterwarnings("ignore:The value length")  # the source's StudyID is 17 characters (SH allows 16)
+def test_real_uncompressed_series(sts019: Case, tmp_path: Path) -> None:
+    seg = _round_trip(sts019, tmp_path / "STS_019_seg.dcm")
+    assert seg.NumberOfFrames == 15  # the GTV spans 15 of the 47 slices
+    assert seg.PatientID == "STS_019"
+
+
+@pytest.mark.data
+def test_real_jpeg2000_series_with_five_organs(totalseg: Case, tmp_path: Path) -> None:
+    seg = _round_trip(totalseg, tmp_path / "totalseg_seg.dcm")
+    assert seg.number_of_segments == 5
+    assert seg.NumberOfFrames == int(
+        sum(np.any(sitk.GetArrayViewFromImage(totalseg.labels) == v, axis=(1, 2)).sum() for v in range(1, 6))
+    )
+
+
+@pytest.mark.data
+def test_series_with_blanked_uids_is_refused(totalseg_raw: Case, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="empty or missing SOPClassUID, SOPInstanceUID, StudyInstanceUID"):
+        write_dicom_seg(totalseg_raw.labels, totalseg_raw.table, totalseg_raw.sources, tmp_path / "seg.dcm")
+    assert not list(tmp_path.iterdir())
