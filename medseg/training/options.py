@@ -1,0 +1,101 @@
+"""Turn the bundle's command-line overrides into checked values.
+
+``python -m monai.bundle run`` parses ``--key value`` with python-fire: ``--amp`` alone is ``True`` but
+``--augment false`` arrives as the string ``"false"``, and ``--device cuda`` is a string. These helpers accept
+what fire produces and raise :class:`medseg.errors.MedsegError` naming the option and quoting the bad value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from medseg.errors import MedsegError
+
+logger = logging.getLogger(__name__)
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", "none", "null", ""}
+LOSSES = ("dicefocal", "dicece")
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def as_bool(value: Any, name: str = "option") -> bool:
+    """``True``/``False`` from a bool, a 0/1 number or a string such as ``"true"``, ``"no"``, ``"off"``."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise MedsegError(None, f"--{name} must be true or false, got {value!r}")
+
+
+def resolve_device(value: Any) -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+
+    Raises:
+        MedsegError: an unknown device, or CUDA asked for where none is available.
+    """
+    if isinstance(value, torch.device):
+        device = value
+    else:
+        text = "auto" if value is None else str(value).strip().lower()
+        if text == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(text)
+        except RuntimeError as err:
+            raise MedsegError(None, f"--device must be auto, cpu or cuda[:N], got {value!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MedsegError(None, f"--device {value!r}: CUDA is not available on this machine (use --device cpu)")
+    if device.type not in ("cpu", "cuda"):
+        raise MedsegError(None, f"--device must be auto, cpu or cuda[:N], got {value!r}")
+    return device
+
+
+def amp_enabled(amp: Any, device: torch.device) -> bool:
+    """Whether to train with mixed precision: asked for (``--amp``) and on CUDA; on CPU it is ignored with a note."""
+    wanted = as_bool(amp, "amp")
+    if wanted and device.type != "cuda":
+        logger.warning("--amp is ignored on %s: mixed precision is used on CUDA only", device)
+        return False
+    return wanted
+
+
+def check_options(
+    network: str,
+    spatial_dims: int,
+    slice_neighbours: int,
+    patch_size: Sequence[int],
+    loss: str,
+    optimizer: str,
+    networks: Sequence[str],
+) -> None:
+    """Reject combinations that cannot work, before any data is loaded.
+
+    Raises:
+        MedsegError: naming the offending option and value.
+    """
+    if network not in networks:
+        raise MedsegError(None, f"--network must be one of {', '.join(networks)}, got {network!r}")
+    if spatial_dims not in (2, 3):
+        raise MedsegError(None, f"--spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    if not isinstance(slice_neighbours, int) or slice_neighbours < 0:
+        raise MedsegError(None, f"--slice_neighbours must be a whole number >= 0, got {slice_neighbours!r}")
+    if slice_neighbours and spatial_dims != 2:
+        raise MedsegError(None, f"--slice_neighbours {slice_neighbours} needs --spatial_dims 2 (2.5D)")
+    if len(patch_size) != spatial_dims or any(int(s) < 1 for s in patch_size):
+        raise MedsegError(None, f"--patch_size {list(patch_size)!r} must list {spatial_dims} positive sizes")
+    if loss not in LOSSES:
+        raise MedsegError(None, f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if optimizer not in OPTIMIZERS:
+        raise MedsegError(None, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
