@@ -21,6 +21,7 @@ from medseg.errors import MedsegError
 COMMAND_MODULES = (
     "medseg.io.commands",
     "medseg.datasets.commands",
+    "medseg.inference.commands",
     "medseg.evaluation.commands",
 )
 

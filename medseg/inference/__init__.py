@@ -1,0 +1,28 @@
+"""Stage 4: segment scans with a trained bundle.
+
+cases.py      what INPUT holds: a sorted list of cases with safe ids
+bundle.py     find the bundle, its configs, label names and weights
+segmenter.py  Segmenter: the bundle's transforms, inferer and network, loaded once, predicting many scans
+inversion.py  model grid -> scan grid, slab by slab, argmax into uint8 (bounded memory)
+postprocess.py  per organ: drop specks, keep the largest connected component
+outputs.py    the files of a case and the case.json manifest that marks it complete
+batch.py      segment_folder: resume, per-case isolation, summaries, torchrun sharding
+commands.py   ``medseg segment``
+"""
+
+from medseg.inference.batch import BatchResult, Shard, segment_folder
+from medseg.inference.cases import Case, discover_cases
+from medseg.inference.outputs import FORMATS, parse_formats
+from medseg.inference.segmenter import Segmentation, Segmenter
+
+__all__ = [
+    "FORMATS",
+    "BatchResult",
+    "Case",
+    "Segmentation",
+    "Segmenter",
+    "Shard",
+    "discover_cases",
+    "parse_formats",
+    "segment_folder",
+]

@@ -1,0 +1,333 @@
+"""``medseg segment INPUT OUTPUT``: segment every case of a folder, resumably, one failing case never stopping the
+rest, with a summary of every case.
+
+For each case (:func:`medseg.inference.cases.discover_cases`), in case-id order:
+
+1. skip it when ``OUTPUT/<case_id>/case.json`` says it is complete with the same settings (unless ``overwrite``);
+   its record from the manifest goes into the summary, so a resumed batch reports the same as an uninterrupted one;
+2. otherwise remove the old manifest (so a half-redone case never looks complete), segment, write the outputs
+   (:mod:`medseg.inference.outputs`), compute volumes and QA flags, and write the manifest last;
+3. any exception is recorded as a failed case (status, one-line error) and the batch goes on; the summary
+   (``summary.csv`` + ``summary.json``) is rewritten after every case, atomically.
+
+Temporaries left by a killed run (``.medseg-tmp-*``) are removed before anything is written.
+
+Scale-out: under ``torchrun --nproc_per_node N`` (``RANK`` / ``WORLD_SIZE`` set) rank r takes cases r, r+N, ... of
+the sorted list, writes its summary shard to ``OUTPUT/.medseg-shards/rank-r-of-N/`` and, after a barrier, rank 0
+merges the shards into ``OUTPUT/summary.csv`` / ``summary.json``. With CUDA each rank uses GPU ``LOCAL_RANK``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from medseg.errors import InputError, MedsegError
+from medseg.inference.cases import Case, discover_cases
+from medseg.inference.outputs import (
+    FORMATS,
+    CaseOutputs,
+    completed_record,
+    discard_manifest,
+    write_case_outputs,
+    write_manifest,
+)
+from medseg.inference.segmenter import Segmentation, Segmenter
+from medseg.io.atomic import remove_stale_temporaries
+from medseg.io.writers import case_output_dir
+from medseg.reporting import OPENKBP_VOLUMES, CaseRecord, QAFlag, StageClock, merge_summaries, qa_flags, write_summary
+from medseg.reporting.volumes import image_volumes_ml
+
+logger = logging.getLogger(__name__)
+
+SHARDS_DIR = ".medseg-shards"
+# Ranks wait for each other only at the start (rank 0 cleans the output folder) and at the end (rank 0 merges the
+# summaries); a shard of many big cases can take hours.
+STARTUP_TIMEOUT = datetime.timedelta(minutes=30)
+FINISH_TIMEOUT = datetime.timedelta(hours=48)
+
+
+@dataclass
+class BatchResult:
+    """What a batch did: one record per case of this process's shard, and the summary files written."""
+
+    records: list[CaseRecord] = field(default_factory=list)
+    summary_csv: Path | None = None
+    summary_json: Path | None = None
+
+    @property
+    def failed(self) -> list[CaseRecord]:
+        return [record for record in self.records if record.status == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every case succeeded, 1 when any failed."""
+        return 1 if self.failed else 0
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place in a torchrun job: rank ``rank`` of ``world_size``."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Shard:
+        """From torchrun's ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (a single process when unset).
+
+        Raises:
+            MedsegError: the variables are not integers with 0 <= RANK < WORLD_SIZE.
+        """
+        try:
+            rank = int(os.environ.get("RANK", "0"))
+            world_size = int(os.environ.get("WORLD_SIZE", "1"))
+            local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+        except ValueError as err:
+            raise MedsegError(None, f"RANK/WORLD_SIZE/LOCAL_RANK must be integers: {err}") from err
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise MedsegError(None, f"RANK {rank} / WORLD_SIZE {world_size} is not a valid torchrun rank")
+        return cls(rank, world_size, local_rank)
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def take(self, cases: Sequence[Case]) -> list[Case]:
+        """This rank's cases: every ``world_size``-th of the sorted list, starting at ``rank``."""
+        return list(cases[self.rank :: self.world_size])
+
+    @property
+    def summary_dir(self) -> Path:
+        return Path(SHARDS_DIR) / f"rank-{self.rank}-of-{self.world_size}"
+
+
+def _device_for(device: str, shard: Shard) -> str:
+    if shard.distributed and device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{shard.local_rank}"
+    return device
+
+
+def _error_line(err: BaseException) -> str:
+    text = str(err) if isinstance(err, MedsegError) else f"{type(err).__name__}: {err}"
+    return " ".join(text.split()) or type(err).__name__
+
+
+def _series_text(segmentation: Segmentation) -> str:
+    series = segmentation.scan.series
+    if series is None:
+        return ""
+    return f"{series.uid or '(no SeriesInstanceUID)'} '{series.description}' ({series.n_files} files)"
+
+
+def _refuse_output_inside_input(input_path: Path, output_dir: Path) -> None:
+    if input_path.is_dir() and output_dir.resolve().is_relative_to(input_path.resolve()):
+        raise InputError(output_dir, f"is inside the input folder {input_path}: the next run would read it as a case")
+
+
+class BatchSegmenter:
+    """Runs the cases of one shard with one :class:`Segmenter` (see the module notes)."""
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        output_dir: Path,
+        formats: Sequence[str] = FORMATS,
+        overwrite: bool = False,
+        shard: Shard | None = None,
+        progress: bool = True,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.segmenter = segmenter
+        self.output_dir = output_dir
+        self.formats = tuple(formats)
+        self.overwrite = overwrite
+        self.shard = shard or Shard()
+        self.progress = progress
+        self.echo = echo or (lambda line: tqdm.write(line))
+        self.settings = dict(segmenter.settings())
+        # Expected volume ranges only for the organs the reference population has.
+        self.expected = {
+            name: OPENKBP_VOLUMES[name] for name in segmenter.label_names.values() if name in OPENKBP_VOLUMES
+        }
+
+    def run(self, cases: Sequence[Case]) -> list[CaseRecord]:
+        records: list[CaseRecord] = []
+        bar = tqdm(
+            cases,
+            desc="segment" if not self.shard.distributed else f"segment rank {self.shard.rank}",
+            unit="case",
+            disable=not self.progress,
+            position=self.shard.rank,
+        )
+        for case in bar:
+            bar.set_postfix_str(case.case_id)
+            records.append(self.run_case(case))
+            self._write_summary(records)
+        return records
+
+    def _write_summary(self, records: list[CaseRecord]) -> None:
+        folder = self.output_dir / self.shard.summary_dir if self.shard.distributed else self.output_dir
+        write_summary(records, folder)
+
+    def run_case(self, case: Case) -> CaseRecord:
+        """Segment one case, or reuse its complete outputs; never raises for a problem with the case."""
+        try:
+            case_dir = case_output_dir(self.output_dir, case.case_id)
+        except MedsegError as err:
+            return CaseRecord(case.case_id, "failed", input=str(case.path), error=_error_line(err))
+        if case_dir.exists():
+            remove_stale_temporaries(case_dir)
+            if not self.overwrite:
+                previous, why = completed_record(case_dir, self.settings, self.formats)
+                if previous is not None:
+                    self.echo(f"{case.case_id}: already done, skipped (--overwrite redoes it)")
+                    return previous
+                logger.info("%s: redoing (%s)", case.case_id, why)
+            discard_manifest(case_dir)
+        clock = StageClock()
+        record = CaseRecord(case.case_id, "ok", input=str(case.path))
+        try:
+            segmentation = self.segmenter.segment(case.path, clock)
+            record.series = _series_text(segmentation)
+            record.set_geometry(segmentation.scan.image)
+            if record.series:
+                self.echo(f"{case.case_id}: series {record.series}")
+            with clock.stage("write"):
+                outputs = write_case_outputs(
+                    segmentation, case.case_id, case_dir, self.segmenter.label_table, self.formats
+                )
+            self._fill_record(record, segmentation, outputs, case_dir)
+            record.seconds = {name: round(seconds, 3) for name, seconds in clock.seconds.items()}
+            record.peak_memory_mb = round(clock.peak_memory_mb(), 1)
+            write_manifest(case_dir, record, self.settings, self.formats, outputs, segmentation.scan.warnings)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # one bad case must not stop the batch: record it and go on
+            logger.debug("%s failed:\n%s", case.case_id, traceback.format_exc())
+            record.status = "failed"
+            record.error = _error_line(err)
+            record.seconds = {name: round(seconds, 3) for name, seconds in clock.seconds.items()}
+            record.peak_memory_mb = round(clock.peak_memory_mb(), 1)
+            self.echo(f"{case.case_id}: FAILED: {record.error}")
+        return record
+
+    def _fill_record(
+        self, record: CaseRecord, segmentation: Segmentation, outputs: CaseOutputs, case_dir: Path
+    ) -> None:
+        names = self.segmenter.label_names
+        volumes = image_volumes_ml(segmentation.labels, names)
+        record.volumes_ml = {names[value]: round(volume, 3) for value, volume in volumes.items()}
+        scan = segmentation.scan
+        flags = qa_flags(
+            segmentation.labels,
+            names,
+            expected=self.expected or None,
+            geometry_repairs=scan.warnings if scan.repaired else (),
+        )
+        if not scan.repaired:
+            flags += [QAFlag("reader_warning", None, warning) for warning in scan.warnings]
+        flags += [QAFlag("output_skipped", fmt, reason) for fmt, reason in outputs.skipped.items()]
+        record.qa_flags = [str(flag) for flag in flags]
+        relative = case_dir.relative_to(self.output_dir)
+        record.outputs = [(relative / name).as_posix() for name in outputs.files.values()]
+
+
+def _init_distributed(shard: Shard) -> bool:
+    """Join torchrun's process group (gloo: it only carries barriers); True when this call created it."""
+    if not shard.distributed or not dist.is_available() or dist.is_initialized():
+        return False
+    dist.init_process_group(backend="gloo")
+    return True
+
+
+def _barrier(timeout: datetime.timedelta = STARTUP_TIMEOUT) -> None:
+    """Wait for every rank; gloo's monitored barrier names a rank that never arrives instead of hanging."""
+    if dist.get_backend() == "gloo":
+        dist.monitored_barrier(timeout=timeout)
+    else:  # a process group the caller made with another backend
+        dist.barrier()
+
+
+def segment_folder(
+    input_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    segmenter: Segmenter | None = None,
+    bundle: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    tta: bool = False,
+    postprocess: bool = True,
+    fix_geometry: bool = False,
+    formats: Sequence[str] = FORMATS,
+    overwrite: bool = False,
+    progress: bool = True,
+    model_file: str | os.PathLike[str] | None = None,
+    shard: Shard | None = None,
+) -> BatchResult:
+    """Segment every case under ``input_path`` into ``output_dir`` (see the module notes).
+
+    Args:
+        input_path: a folder of patients (DICOM folders, NIfTI/NRRD files) or a single scan.
+        output_dir: where ``<case_id>/`` folders and ``summary.csv``/``summary.json`` go (created).
+        segmenter: an already loaded :class:`Segmenter`; otherwise one is made from ``bundle``, ``device``,
+            ``tta``, ``postprocess``, ``fix_geometry`` and ``model_file``.
+        formats: output formats (:data:`medseg.inference.outputs.FORMATS`).
+        overwrite: redo cases whose outputs are complete.
+        progress: progress bars (cases, and sliding windows within a case).
+        shard: this process's rank; default from torchrun's environment variables.
+
+    Returns:
+        The records of this process's cases and, on rank 0, the merged summary paths.
+
+    Raises:
+        MedsegError: the input holds no case, the output folder is inside the input folder, or the bundle or its
+            weights cannot be loaded. Problems with single cases are recorded, not raised.
+    """
+    source = Path(input_path)
+    output = Path(output_dir)
+    shard = shard or Shard.from_env()
+    cases = discover_cases(source)
+    _refuse_output_inside_input(source, output)
+    created_group = _init_distributed(shard)
+    try:
+        if shard.rank == 0:
+            output.mkdir(parents=True, exist_ok=True)
+            for stale in remove_stale_temporaries(output):
+                logger.info("removed a temporary left by an interrupted run: %s", stale)
+        if shard.distributed:
+            _barrier()
+        if segmenter is None:
+            segmenter = Segmenter(
+                bundle if bundle is not None else "bundles/ct_unet",
+                device=_device_for(device, shard),
+                tta=tta,
+                postprocess=postprocess,
+                fix_geometry=fix_geometry,
+                model_file=model_file,
+                progress=progress,
+            )
+        batch = BatchSegmenter(segmenter, output, formats, overwrite, shard, progress)
+        result = BatchResult(records=batch.run(shard.take(cases)))
+        if not shard.distributed:
+            result.summary_csv, result.summary_json = write_summary(result.records, output)
+            return result
+        write_summary(result.records, output / shard.summary_dir)  # also when this rank had no case
+        _barrier(FINISH_TIMEOUT)
+        if shard.rank == 0:
+            shards = [output / Shard(r, shard.world_size).summary_dir / "summary.json" for r in range(shard.world_size)]
+            result.summary_csv, result.summary_json = merge_summaries(shards, output)
+        return result
+    finally:
+        if created_group:
+            dist.destroy_process_group()

@@ -1,0 +1,97 @@
+"""``medseg segment INPUT OUTPUT``: segment a folder of patients (or one scan) with the bundle's model.
+
+Examples::
+
+    medseg segment /data/patients outputs/
+    medseg segment scan.nii.gz outputs/ --formats nifti,png --device cpu
+    torchrun --standalone --nproc_per_node 4 -m medseg segment /data/patients outputs/   # a shard per process
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from medseg.inference.batch import segment_folder
+from medseg.inference.bundle import DEFAULT_BUNDLE
+from medseg.inference.outputs import FORMATS, parse_formats
+
+DESCRIPTION = (
+    "Segment every case of INPUT (a folder of patients: DICOM study/series folders or NIfTI/NRRD files; or a single "
+    "scan) into OUTPUT/<case_id>/: label map <case>_seg.nii.gz on the scan's exact grid, Slicer <case>.seg.nrrd "
+    "and colour table, DICOM SEG and RTSTRUCT for DICOM input, a quick-look PNG, and summary.csv/summary.json "
+    "with volumes, timings and QA flags. Complete cases are skipped on a rerun; a failing case is recorded and the "
+    "batch goes on (exit code 1 if any case failed). Under torchrun each process takes a shard of the cases."
+)
+
+
+def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``medseg segment`` (shared with ``pipelines/segment_folder.py``)."""
+    parser.add_argument("input", type=Path, help="folder of patients, or one scan (file, DICOM series or study folder)")
+    parser.add_argument("output", type=Path, help="output folder (created)")
+    parser.add_argument(
+        "--bundle",
+        default=DEFAULT_BUNDLE,
+        help=f"MONAI bundle folder; looked up in the repository when not found here (default {DEFAULT_BUNDLE})",
+    )
+    parser.add_argument("--model", type=Path, help="weights file to use instead of the bundle's models/model.pt")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)"
+    )
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation: average mirrored predictions")
+    parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs are already complete")
+    parser.add_argument(
+        "--formats",
+        default="all",
+        help=f"comma list of {','.join(FORMATS)}, or all (default; DICOM outputs only for DICOM input)",
+    )
+    parser.add_argument(
+        "--fix-geometry",
+        action="store_true",
+        help="repair uneven/missing/duplicate slices, tilt and header disagreements instead of refusing the case",
+    )
+    parser.add_argument(
+        "--postprocess",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep each organ's largest connected component and drop specks (default on)",
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``segment`` to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "segment", help="segment a folder of patients (or one scan) with the bundle's model", description=DESCRIPTION
+    )
+    add_segment_arguments(parser)
+    parser.set_defaults(func=run_segment)
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    """Run the batch; 0 when every case succeeded, 1 when any failed (input errors raise MedsegError)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    result = segment_folder(
+        args.input,
+        args.output,
+        bundle=args.bundle,
+        model_file=args.model,
+        device=args.device,
+        tta=args.tta,
+        postprocess=args.postprocess,
+        fix_geometry=args.fix_geometry,
+        formats=parse_formats(args.formats),
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    done = sum(record.status == "ok" for record in result.records)
+    print(f"{done} of {len(result.records)} case(s) segmented into {args.output}", end="")
+    print(f"; {len(result.failed)} failed" if result.failed else "")
+    for record in result.failed:
+        print(f"  FAILED {record.case_id}: {record.error}")
+    if result.summary_csv is not None:
+        print(f"summary: {result.summary_csv}")
+    return result.exit_code

@@ -1,0 +1,244 @@
+"""The files of one segmented case in ``OUTPUT/<case_id>/``, and the ``case.json`` manifest that says they are done.
+
+======================  ===========  =====================================================================
+file                    ``--formats``  what
+======================  ===========  =====================================================================
+``<id>_seg.nii.gz``     nifti        uint8 label map, the scan's exact grid (Slicer opens it as a label map)
+``<id>.seg.nrrd``       seg.nrrd     Slicer segmentation with segment names, colours, terminology codes
+``<id>_seg.ctbl``       ctbl         Slicer colour table for the NIfTI label map
+``<id>_seg.dcm``        dicom-seg    DICOM SEG referencing the CT series (DICOM input only)
+``<id>_rtstruct.dcm``   rtstruct     RTSTRUCT referencing the CT series (DICOM input only)
+``<id>_quicklook.png``  png          axial, coronal, sagittal views with the organs overlaid
+``case.json``           (always)     manifest, written last: settings, outputs, the case's summary record
+======================  ===========  =====================================================================
+
+Every file is written atomically. ``case.json`` is written after all the others, so a case is complete exactly
+when its manifest exists, lists every file it promised, all of them exist, and it was made with the same settings
+(model, TTA, postprocessing...) and at least the formats asked for now. A DICOM output that cannot apply (non-DICOM
+input; a series the reader had to resample; source slices without the UIDs a reference needs; an empty mask for
+DICOM SEG) is skipped with the reason in the manifest and a ``output_skipped`` QA flag, not an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pydicom.config
+from pydicom.dataset import Dataset
+
+from medseg.errors import InputError, MedsegError
+from medseg.inference.segmenter import Segmentation
+from medseg.io.atomic import atomic_path
+from medseg.io.writers import (
+    write_color_table,
+    write_dicom_seg,
+    write_label_nifti,
+    write_rtstruct,
+    write_seg_nrrd,
+)
+from medseg.io.writers.geometry import check_source_references
+from medseg.io.writers.labels import LabelInfo
+from medseg.reporting import CaseRecord, write_quicklook
+
+FORMATS: tuple[str, ...] = ("nifti", "seg.nrrd", "ctbl", "dicom-seg", "rtstruct", "png")
+DICOM_FORMATS = frozenset({"dicom-seg", "rtstruct"})
+MANIFEST_NAME = "case.json"
+MANIFEST_FORMAT = "medseg-case"
+MANIFEST_VERSION = 1
+
+
+def output_names(case_id: str) -> dict[str, str]:
+    """File name of each format for ``case_id``."""
+    return {
+        "nifti": f"{case_id}_seg.nii.gz",
+        "seg.nrrd": f"{case_id}.seg.nrrd",
+        "ctbl": f"{case_id}_seg.ctbl",
+        "dicom-seg": f"{case_id}_seg.dcm",
+        "rtstruct": f"{case_id}_rtstruct.dcm",
+        "png": f"{case_id}_quicklook.png",
+    }
+
+
+def parse_formats(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Formats from a comma list (``"nifti,seg.nrrd"``) or a sequence; ``None``/``"all"``: every format (DICOM
+    ones apply to DICOM input only). Order follows :data:`FORMATS`.
+
+    Raises:
+        InputError: an unknown format name, or an empty list.
+    """
+    if text is None:
+        return FORMATS
+    items = [item.strip().lower() for item in (text.split(",") if isinstance(text, str) else text)]
+    items = [item for item in items if item]
+    if items == ["all"]:
+        return FORMATS
+    unknown = sorted(set(items) - set(FORMATS))
+    if unknown:
+        raise InputError(None, f"unknown output format(s) {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
+    if not items:
+        raise InputError(None, "--formats lists no format")
+    return tuple(fmt for fmt in FORMATS if fmt in items)
+
+
+@dataclass
+class CaseOutputs:
+    """What :func:`write_case_outputs` produced: file names relative to the case folder, and the formats skipped
+    with the reason."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def source_datasets(segmentation: Segmentation) -> list[Dataset]:
+    """The DICOM headers (no pixel data) of the series the scan was read from."""
+    series = segmentation.scan.series
+    if series is None:
+        return []
+    datasets: list[Dataset] = []
+    # The source's own quirks (over-long SH values are common) are copied as they are, not warned about once per
+    # slice: decode every element now, with pydicom's value validation off.
+    with pydicom.config.disable_value_validation():
+        for path in series.files:
+            dataset = pydicom.dcmread(path, stop_before_pixels=True)
+            for _element in dataset:
+                pass
+            datasets.append(dataset)
+    return datasets
+
+
+def _dicom_skip_reason(segmentation: Segmentation, sources: list[Dataset]) -> str | None:
+    scan = segmentation.scan
+    if scan.series is None:
+        return f"input is {scan.source_format}, not DICOM"
+    if scan.repaired:
+        return "the reader resampled the series to repair its geometry, so the mask's planes are not its slices"
+    try:
+        check_source_references(sources)
+    except MedsegError as err:
+        return err.problem
+    return None
+
+
+def write_case_outputs(
+    segmentation: Segmentation,
+    case_id: str,
+    case_dir: Path,
+    table: Mapping[int, LabelInfo],
+    formats: Sequence[str],
+) -> CaseOutputs:
+    """Write the requested formats of one case into ``case_dir`` (created), each atomically.
+
+    Raises:
+        MedsegError: a writer refused the label map or the source series (the case fails).
+    """
+    names = output_names(case_id)
+    outputs = CaseOutputs()
+    labels = segmentation.labels
+    for fmt in formats:
+        if fmt in DICOM_FORMATS:
+            continue
+        path = case_dir / names[fmt]
+        if fmt == "nifti":
+            write_label_nifti(labels, path)
+        elif fmt == "seg.nrrd":
+            write_seg_nrrd(labels, table, path)
+        elif fmt == "ctbl":
+            write_color_table(table, path)
+        elif fmt == "png":
+            write_quicklook(segmentation.scan.image, labels, table, path, title=case_id)
+        outputs.files[fmt] = names[fmt]
+    wanted_dicom = [fmt for fmt in formats if fmt in DICOM_FORMATS]
+    if not wanted_dicom:
+        return outputs
+    sources = source_datasets(segmentation)
+    reason = _dicom_skip_reason(segmentation, sources)
+    for fmt in wanted_dicom:
+        if reason is not None:
+            outputs.skipped[fmt] = reason
+            continue
+        path = case_dir / names[fmt]
+        if fmt == "dicom-seg":
+            if write_dicom_seg(labels, table, sources, path) is None:
+                outputs.skipped[fmt] = "the mask has no labelled voxel (a DICOM SEG needs a segment)"
+                continue
+        else:
+            write_rtstruct(labels, table, sources, path)
+        outputs.files[fmt] = names[fmt]
+    return outputs
+
+
+def write_manifest(
+    case_dir: Path,
+    record: CaseRecord,
+    settings: Mapping[str, Any],
+    formats: Sequence[str],
+    outputs: CaseOutputs,
+    warnings_: Sequence[str] = (),
+) -> Path:
+    """Write ``case.json`` atomically (call it after every output file exists)."""
+    document = {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "case_id": record.case_id,
+        "settings": dict(settings),
+        "formats": list(formats),
+        "outputs": dict(outputs.files),
+        "skipped_outputs": dict(outputs.skipped),
+        "warnings": list(warnings_),
+        "record": record.to_dict(),
+    }
+    path = case_dir / MANIFEST_NAME
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_manifest(case_dir: Path) -> dict[str, Any] | None:
+    """The case's manifest, or ``None`` when it is absent or unreadable (an unreadable one means: redo)."""
+    path = case_dir / MANIFEST_NAME
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT:
+        return None
+    return document
+
+
+def completed_record(
+    case_dir: Path, settings: Mapping[str, Any], formats: Sequence[str]
+) -> tuple[CaseRecord | None, str]:
+    """The summary record of a case already done with these settings and formats, or ``(None, why not)``."""
+    manifest = read_manifest(case_dir)
+    if manifest is None:
+        return None, "no manifest"
+    if manifest.get("settings") != dict(settings):
+        return None, "made with other settings (model, TTA, postprocessing or geometry repair)"
+    if not set(formats) <= set(manifest.get("formats", [])):
+        return None, "made with fewer output formats"
+    missing = [name for name in manifest.get("outputs", {}).values() if not (case_dir / name).is_file()]
+    if missing:
+        return None, f"output files missing: {', '.join(missing)}"
+    try:
+        return CaseRecord.from_dict(manifest["record"]), "complete"
+    except (KeyError, TypeError, ValueError):
+        return None, "manifest has no valid record"
+
+
+def discard_manifest(case_dir: Path) -> None:
+    """Remove the manifest and the files it lists, so an interrupted redo never looks complete."""
+    manifest = read_manifest(case_dir)
+    (case_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    if manifest is None:
+        return
+    for name in manifest.get("outputs", {}).values():
+        target = case_dir / str(name)
+        # Only plain names inside the case folder: a tampered manifest must not delete elsewhere.
+        if target.parent == case_dir and os.sep not in str(name):
+            target.unlink(missing_ok=True)

@@ -1,0 +1,335 @@
+"""Load a bundle once, segment many scans: :class:`Segmenter`.
+
+What runs is the bundle's own ``configs/inference.json``, parsed with MONAI's ``ConfigParser``: its
+``preprocessing`` (the one transform chain: load, channel first, RAS, target spacing, body crop, HU window), its
+``inferer`` (sliding window, Gaussian blending, mirrored padding) and its ``network_def``. Only the ``image_reader``
+key is overridden, with :class:`medseg.io.monai_reader.MedsegReader`, so DICOM folders, series choice and the
+geometry guard work and the scan is read once. The bundle's postprocessing (softmax, ``Invertd`` of every class's
+probabilities at full resolution, argmax) is replaced by :func:`medseg.inference.inversion.labels_on_grid`, which
+gives the same labels slab by slab in bounded memory; ``inversion="invertd"`` runs MONAI's ``Invertd`` instead
+(reference, small scans) and ``inversion="nearest"`` takes the argmax on the model grid and resamples the labels
+(fastest, blockier edges).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
+from monai.transforms import Compose, Invertd
+from monai.transforms.croppad.functional import pad_nd
+from torch import nn
+
+from medseg.errors import InputError, MedsegError
+from medseg.inference.bundle import (
+    DEFAULT_BUNDLE,
+    INFERENCE_CONFIG,
+    METADATA,
+    MODEL_FILE,
+    inference_config_files,
+    label_names_from_metadata,
+    load_weights,
+    read_metadata,
+    resolve_bundle,
+)
+from medseg.inference.inversion import labels_on_grid
+from medseg.inference.postprocess import DEFAULT_MIN_COMPONENT_ML, clean_label_map
+from medseg.io.geometry import ras_affine
+from medseg.io.monai_reader import MedsegReader
+from medseg.io.readers import Scan
+from medseg.io.writers.labels import LabelInfo, label_table
+from medseg.networks.tta import FlipEnsemble
+from medseg.reporting.timing import StageClock
+from medseg.training.options import resolve_device
+
+logger = logging.getLogger(__name__)
+
+Inversion = Literal["slabs", "nearest", "invertd"]
+INVERSIONS: tuple[str, ...] = ("slabs", "nearest", "invertd")
+
+
+def _sha256_of(files: Sequence[Path], overrides: Mapping[str, Any] | None) -> str:
+    """One digest of the config files' bytes (those that exist) and the overrides: what the transforms, inferer and
+    network are made from."""
+    digest = hashlib.sha256()
+    for path in files:
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(json.dumps(dict(overrides or {}), sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _medseg_cause(err: BaseException) -> MedsegError | None:
+    """The first :class:`MedsegError` in ``err``'s chain of causes, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, MedsegError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class _ScanKeepingReader(MedsegReader):
+    """:class:`MedsegReader` that also hands the :class:`Scan` it read (exact SimpleITK geometry, the DICOM
+    series) to the segmenter, so the scan is read once for the network and the output files alike."""
+
+    def __init__(self, fix_geometry: bool = False) -> None:
+        super().__init__(fix_geometry=fix_geometry)
+        self.last_scan: Scan | None = None
+        self.last_seconds = 0.0
+
+    def read(self, data: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        result = super().read(data, **kwargs)
+        self.last_seconds = time.perf_counter() - start
+        self.last_scan = result if isinstance(result, Scan) else None
+        return result
+
+    def take_scan(self) -> tuple[Scan, float]:
+        scan, self.last_scan = self.last_scan, None
+        if scan is None:
+            raise RuntimeError("the bundle's preprocessing did not read the scan through image_reader")
+        return scan, self.last_seconds
+
+
+@dataclass
+class Segmentation:
+    """One segmented scan.
+
+    Attributes:
+        scan: the scan as read (SimpleITK image in HU, exact geometry, chosen DICOM series, reader warnings).
+        labels: uint8 label map on exactly the scan's grid (same size, spacing, origin, direction).
+        model_shape: spatial shape (x, y, z) the network saw (after resampling and body crop).
+        removed_voxels: voxels postprocessing removed, per label value.
+        seconds: wall seconds per stage so far on the clock passed to :meth:`Segmenter.segment` (read,
+            preprocess, inference, invert, postprocess).
+    """
+
+    scan: Scan
+    labels: sitk.Image
+    model_shape: tuple[int, ...]
+    removed_voxels: dict[int, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Segmenter:
+    """A bundle's network, transforms and inferer, loaded once; :meth:`segment` predicts one scan.
+
+    Args:
+        bundle: bundle folder (see :func:`medseg.inference.bundle.resolve_bundle`).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        tta: average the logits over mirrored copies (:class:`medseg.networks.tta.FlipEnsemble`; never the
+            left-right axis, which would swap lateralised organs).
+        postprocess: per organ, remove components below ``min_component_ml`` and keep the largest component.
+        fix_geometry: let the reader repair uneven slices, tilt and header disagreements instead of refusing.
+        inversion: ``"slabs"`` (default, bounded memory), ``"nearest"`` or ``"invertd"`` (see the module notes).
+        model_file: weights to load; default ``models/model.pt`` in the bundle (or the config's ``ckpt_path``).
+        overrides: config values to override, as ``monai.bundle run`` takes them (``{"sw_overlap": 0.5}``);
+            network options must match the training run's.
+        progress: show the sliding-window progress bar.
+        min_component_ml: see ``postprocess``.
+
+    Raises:
+        MedsegError: the bundle, its metadata or its weights are missing or do not fit together.
+    """
+
+    def __init__(
+        self,
+        bundle: str | os.PathLike[str] = DEFAULT_BUNDLE,
+        device: str | torch.device = "auto",
+        tta: bool = False,
+        postprocess: bool = True,
+        fix_geometry: bool = False,
+        inversion: Inversion = "slabs",
+        model_file: str | os.PathLike[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        min_component_ml: float = DEFAULT_MIN_COMPONENT_ML,
+    ) -> None:
+        if inversion not in INVERSIONS:
+            raise MedsegError(None, f"inversion must be one of {', '.join(INVERSIONS)}, got {inversion!r}")
+        self.bundle_dir = resolve_bundle(bundle)
+        self.device = resolve_device(device)
+        self.tta = tta
+        self.postprocess = postprocess
+        self.fix_geometry = fix_geometry
+        self.inversion: Inversion = inversion
+        self.min_component_ml = float(min_component_ml)
+        metadata = read_metadata(self.bundle_dir)
+        self.label_names: dict[int, str] = label_names_from_metadata(metadata, self.bundle_dir / METADATA)
+        self.label_table: dict[int, LabelInfo] = label_table(self.label_names)
+
+        self._reader = _ScanKeepingReader(fix_geometry=fix_geometry)
+        config_files = inference_config_files(self.bundle_dir)
+        self.config_sha256 = _sha256_of([*config_files, self.bundle_dir / METADATA], overrides)
+        parser = ConfigParser()
+        parser.read_config([str(path) for path in config_files])
+        parser["bundle_root"] = str(self.bundle_dir)
+        if "device" in parser:
+            parser["device"] = str(self.device)
+        if "tta" in parser:
+            parser["tta"] = tta
+        for key, value in (overrides or {}).items():
+            parser[key] = value
+        if "image_reader" not in parser:
+            raise InputError(self.bundle_dir / INFERENCE_CONFIG, "has no 'image_reader' key to point at MedsegReader")
+        parser["image_reader"] = self._reader
+        self.config = parser
+        self.preprocessing: Compose = self._parsed("preprocessing")
+        self.inferer: Callable[..., Any] = self._parsed("inferer")
+        if hasattr(self.inferer, "progress"):
+            self.inferer.progress = progress
+        network: nn.Module = self._parsed("network_def")
+        if model_file is None:
+            model_file = parser.get_parsed_content("ckpt_path") if "ckpt_path" in parser else None
+        self.model_file = Path(model_file) if model_file else self.bundle_dir / MODEL_FILE
+        self.model_sha256 = load_weights(network, self.model_file, self.bundle_dir)
+        self.network = network.to(self.device).eval()
+        self._predictor: nn.Module = self._inference_network()
+
+    def _inference_network(self) -> nn.Module:
+        """The bundle's ``inference_network`` (the network, wrapped for TTA when ``tta`` is set), else the same
+        built here: spatial axis 0 is left-right after the chain's ``Orientationd("RAS")``, and mirroring it would
+        swap the RightParotid / LeftParotid predictions, so only the other axes are mirrored."""
+        if "inference_network" in self.config:
+            predictor: nn.Module = self.config.get_parsed_content("inference_network")
+            return predictor.to(self.device).eval()
+        if not self.tta:
+            return self.network
+        spatial_dims = int(self.config.get_parsed_content("spatial_dims")) if "spatial_dims" in self.config else 3
+        return FlipEnsemble(self.network, spatial_axes=range(1, spatial_dims)).eval()
+
+    def _parsed(self, key: str) -> Any:
+        if key not in self.config:
+            raise InputError(self.bundle_dir / INFERENCE_CONFIG, f"has no {key!r} entry")
+        return self.config.get_parsed_content(key)
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the output for a given scan (config and weights by content, not by path): a case made with
+        other settings is redone on resume."""
+        return {
+            "config_sha256": self.config_sha256,
+            "model_sha256": self.model_sha256,
+            "tta": self.tta,
+            "postprocess": self.postprocess,
+            "min_component_ml": self.min_component_ml if self.postprocess else None,
+            "fix_geometry": self.fix_geometry,
+            "inversion": self.inversion,
+        }
+
+    def segment(self, path: str | os.PathLike[str], clock: StageClock | None = None) -> Segmentation:
+        """Segment the scan at ``path`` (image file, DICOM file, series or study folder).
+
+        Stages timed on ``clock`` (a new one if ``None``): ``read``, ``preprocess``, ``inference``, ``invert``,
+        ``postprocess``.
+
+        Raises:
+            MedsegError: the scan cannot be read or its geometry is unsafe (see
+                :func:`medseg.io.readers.read_scan`).
+        """
+        clock = clock or StageClock()
+        start = time.perf_counter()
+        try:
+            data = self.preprocessing({"image": str(path)})
+        except RuntimeError as err:
+            # MONAI's Compose wraps a transform's exception in "applying transform ...": hand on the reader's
+            # MedsegError (file and problem named) rather than the wrapper.
+            cause = _medseg_cause(err)
+            if cause is None:
+                raise
+            raise cause from err
+        scan, read_seconds = self._reader.take_scan()
+        clock.seconds["read"] = clock.seconds.get("read", 0.0) + read_seconds
+        clock.seconds["preprocess"] = clock.seconds.get("preprocess", 0.0) + time.perf_counter() - start - read_seconds
+        image: MetaTensor = data["image"]
+        model_shape = tuple(int(n) for n in image.shape[1:])
+        with clock.stage("inference"):
+            scores = self._scores(image)
+        grid_size = scan.image.GetSize()
+        with clock.stage("invert"):
+            if self.inversion == "slabs":
+                labels = labels_on_grid(scores, image.affine, ras_affine(scan.image), grid_size)
+            elif self.inversion == "nearest":
+                model_labels = scores.argmax(dim=0, keepdim=True).to(torch.float32)
+                del scores
+                labels = labels_on_grid(
+                    model_labels, image.affine, ras_affine(scan.image), grid_size, interpolation="nearest"
+                )
+            else:
+                labels = self._invertd(scores, data)
+        removed: dict[int, int] = {}
+        if self.postprocess:
+            with clock.stage("postprocess"):
+                spacing_zyx = scan.image.GetSpacing()[::-1]
+                removed = clean_label_map(labels, self.label_names, spacing_zyx, min_component_ml=self.min_component_ml)
+        label_image = sitk.GetImageFromArray(labels)
+        label_image.CopyInformation(scan.image)
+        return Segmentation(
+            scan=scan, labels=label_image, model_shape=model_shape, removed_voxels=removed, seconds=dict(clock.seconds)
+        )
+
+    def _scores(self, image: MetaTensor) -> torch.Tensor:
+        """Softmax probabilities ``(C, X', Y', Z')`` on the model grid, float32 on the CPU."""
+        inputs, keep = self._pad_to_window(image.as_tensor())
+        with torch.inference_mode():
+            logits = self.inferer(inputs[None].to(self.device), self._predictor)
+        if isinstance(logits, (tuple, list)):  # deep-supervision networks return the main head first
+            logits = logits[0]
+        logits = torch.as_tensor(logits)[0].float()[keep]
+        if logits.shape[0] != len(self.label_names) + 1:
+            raise MedsegError(
+                self.bundle_dir / METADATA,
+                f"the network predicts {logits.shape[0]} classes but the metadata names {len(self.label_names) + 1}",
+            )
+        return torch.softmax(logits, dim=0).cpu()
+
+    def _window_shape(self, spatial_shape: Sequence[int]) -> list[int]:
+        """The inferer's window over the model grid's axes (1 along a 2D slice inferer's slicing axis)."""
+        roi = [int(n) for n in getattr(self.inferer, "roi_size", ())]
+        if len(roi) == len(spatial_shape):
+            return roi
+        slice_axis = getattr(self.inferer, "spatial_dim", None)
+        if len(roi) == len(spatial_shape) - 1 and slice_axis is not None:
+            roi.insert(int(slice_axis), 1)
+            return roi
+        return [1] * len(spatial_shape)
+
+    def _pad_to_window(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[slice, ...]]:
+        """Mirror-pad ``image`` (C, X', Y', Z') up to the inferer's window where it is smaller, and the index that
+        crops the prediction back. The inferer pads with torch's ``reflect``, which fails when the padding
+        exceeds the image (a body crop thinner than a third of the window, e.g. the IBSI 5 cm crops); MONAI's
+        ``pad_nd`` in ``symmetric`` mode (numpy) mirrors repeatedly and never fails."""
+        spatial = image.shape[1:]
+        window = self._window_shape(spatial)
+        to_pad = [(0, 0)]
+        to_pad += [
+            ((w - n) // 2, w - n - (w - n) // 2) if n < w else (0, 0) for n, w in zip(spatial, window, strict=True)
+        ]
+        keep = (slice(None), *(slice(low, low + n) for (low, _), n in zip(to_pad[1:], spatial, strict=True)))
+        if all(low == 0 and high == 0 for low, high in to_pad):
+            return image, keep
+        return torch.as_tensor(pad_nd(image, to_pad, mode="symmetric")), keep
+
+    def _invertd(self, scores: torch.Tensor, data: dict[Hashable, Any]) -> np.ndarray:
+        """MONAI's own inversion: ``Invertd`` of every class's probabilities, then the argmax (full memory)."""
+        image: MetaTensor = data["image"]
+        prediction = MetaTensor(scores, meta=dict(image.meta))  # the meta holds the model grid's affine
+        prediction.applied_operations = list(image.applied_operations)
+        data = {**data, "pred": prediction}
+        inverted = Invertd(keys="pred", transform=self.preprocessing, orig_keys="image", nearest_interp=False)(data)
+        labels_xyz = torch.as_tensor(inverted["pred"]).argmax(dim=0).to(torch.uint8)
+        return np.ascontiguousarray(labels_xyz.permute(2, 1, 0).numpy())

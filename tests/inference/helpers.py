@@ -1,0 +1,99 @@
+"""A test copy of the real ``ct_unet`` bundle: the same configs with a smaller U-Net and seeded random weights.
+
+Geometry, format and batch tests need the bundle's real transform chain and inferer, not a good model; a small
+network keeps each case to about a second on 2 CPU cores. The overrides go into the copy's ``inference.json``, so
+the command line (which takes no overrides) runs the copy as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.bundle import ConfigParser
+
+from medseg.config import REPO_ROOT
+from medseg.inference.bundle import inference_config_files
+
+REAL_BUNDLE = REPO_ROOT / "bundles" / "ct_unet"
+SMALL_NETWORK = {
+    "channels": [8, 16, 32, 64],
+    "num_res_units": 1,
+    "patch_size": [64, 64, 64],
+    "sw_batch_size": 2,
+    "overlap": 0.25,
+}
+
+
+def make_test_bundle(
+    destination: Path, seed: int = 0, with_model: bool = True, overrides: dict[str, Any] | None = None
+) -> Path:
+    """Copy the real bundle's configs to ``destination`` with :data:`SMALL_NETWORK` (and ``overrides``) and, if
+    ``with_model``, seeded random weights in ``models/model.pt``."""
+    if destination.exists():
+        shutil.rmtree(destination)
+    shutil.copytree(REAL_BUNDLE, destination, ignore=shutil.ignore_patterns("*.pt", "*.ts", "runs"))
+    inference = destination / "configs" / "inference.json"
+    config = json.loads(inference.read_text())
+    config.update(SMALL_NETWORK)
+    config.update(overrides or {})
+    inference.write_text(json.dumps(config, indent=1))
+    if with_model:
+        parser = ConfigParser()
+        parser.read_config([str(path) for path in inference_config_files(destination)])
+        torch.manual_seed(seed)
+        network = parser.get_parsed_content("network_def")
+        (destination / "models").mkdir(exist_ok=True)
+        torch.save(network.state_dict(), destination / "models" / "model.pt")
+    return destination
+
+
+def body_phantom(
+    size_xyz: tuple[int, int, int] = (48, 40, 24),
+    spacing: tuple[float, float, float] = (2.0, 2.5, 3.0),
+    origin: tuple[float, float, float] = (-40.0, 12.5, 300.0),
+    direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
+) -> sitk.Image:
+    """An int16 CT-like phantom: air (-1000 HU) around an elliptic soft-tissue body (40 HU) with a bone rod
+    (700 HU), on the given grid."""
+    x, y, z = size_xyz
+    yy, xx = np.mgrid[:y, :x]
+    body = ((yy - y / 2) / (0.4 * y)) ** 2 + ((xx - x / 2) / (0.45 * x)) ** 2 < 1
+    bone = ((yy - 0.6 * y) / (0.08 * y)) ** 2 + ((xx - x / 2) / (0.08 * x)) ** 2 < 1
+    plane = np.where(bone, 700, np.where(body, 40, -1000)).astype(np.int16)
+    image = sitk.GetImageFromArray(np.repeat(plane[None], z, axis=0))
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    return image
+
+
+def assert_same_grid(mask_path: Path, scan: sitk.Image, input_path: Path | None = None) -> None:
+    """The mask file has the scan's grid, read back with SimpleITK and with nibabel.
+
+    SimpleITK: same size, and spacing, origin and direction within NIfTI's float32 precision. nibabel: the mask's
+    affine equals the scan's RAS affine (from the input NIfTI's own header when ``input_path`` is a NIfTI file,
+    so both readers' views of the input are checked) and its shape is the scan's size.
+    """
+    import nibabel as nib
+
+    from medseg.io.geometry import ras_affine
+
+    mask = sitk.ReadImage(str(mask_path))
+    assert mask.GetSize() == scan.GetSize()
+    assert mask.GetPixelID() == sitk.sitkUInt8
+    np.testing.assert_allclose(mask.GetSpacing(), scan.GetSpacing(), rtol=1e-6)
+    np.testing.assert_allclose(mask.GetOrigin(), scan.GetOrigin(), rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(mask.GetDirection(), scan.GetDirection(), atol=1e-6)
+    loaded = nib.load(str(mask_path))
+    assert loaded.shape == scan.GetSize()
+    if input_path is not None and input_path.name.endswith((".nii", ".nii.gz")):
+        expected = nib.load(str(input_path)).affine
+        np.testing.assert_array_equal(loaded.affine, expected)  # float32 header in, float32 header out
+    else:
+        np.testing.assert_allclose(loaded.affine, ras_affine(scan), rtol=1e-6, atol=1e-4)

@@ -1,0 +1,63 @@
+"""The ``segment`` subcommand: arguments, exit codes, and the pipeline script running the same function."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import SimpleITK as sitk
+
+from medseg.config import REPO_ROOT
+from medseg.inference import commands
+from tests.inference.helpers import body_phantom
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medseg")
+    commands.register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_arguments_and_defaults() -> None:
+    args = _parser().parse_args(["segment", "in", "out"])
+    assert args.func is commands.run_segment
+    assert (args.bundle, args.device, args.formats) == ("bundles/ct_unet", "auto", "all")
+    assert (args.tta, args.overwrite, args.fix_geometry, args.postprocess, args.progress) == (
+        False,
+        False,
+        False,
+        True,
+        True,
+    )
+    args = _parser().parse_args(["segment", "in", "out", "--no-postprocess", "--tta", "--formats", "nifti,png"])
+    assert args.postprocess is False and args.tta is True and args.formats == "nifti,png"
+
+
+def test_run_segment_exit_codes(test_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    sitk.WriteImage(body_phantom(), str(source / "good.nii.gz"))
+    common: list[Any] = ["--bundle", str(test_bundle), "--device", "cpu", "--formats", "nifti", "--no-progress"]
+    args = _parser().parse_args(["segment", str(source), str(tmp_path / "out"), *common])
+    assert args.func(args) == 0
+    assert "1 of 1 case(s) segmented" in capsys.readouterr().out
+    (source / "bad.nrrd").write_text("NRRD0004\ngarbage\n")
+    args = _parser().parse_args(["segment", str(source), str(tmp_path / "out"), *common])
+    assert args.func(args) == 1
+    out = capsys.readouterr().out
+    assert "1 of 2 case(s) segmented" in out and "FAILED bad" in out
+
+
+def test_pipeline_script_reports_input_errors_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "pipelines" / "segment_folder.py"), str(tmp_path / "missing"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"segment_folder: error: {tmp_path / 'missing'}: does not exist"

@@ -1,0 +1,140 @@
+"""Slab-wise inversion gives MONAI Invertd's labels, on the scan's exact grid, whatever the slab size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from monai.data import MetaTensor
+from monai.transforms import (
+    AsDiscreted,
+    Compose,
+    CropForegroundd,
+    EnsureChannelFirstd,
+    Invertd,
+    LoadImaged,
+    Orientationd,
+    Spacingd,
+)
+
+from medseg.inference.inversion import covered_box, labels_on_grid
+from medseg.io.geometry import ras_affine
+from medseg.io.monai_reader import MedsegReader
+from medseg.transforms import BodyMask
+from tests.inference.helpers import body_phantom
+
+
+def _oblique_direction() -> tuple[float, ...]:
+    return tuple(sitk.VersorTransform((0.2, -0.4, 0.9), 0.3).GetMatrix())
+
+
+@pytest.fixture(scope="module", params=["axial_flipped", "oblique"])
+def preprocessed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """(chain, data after the chain, smooth class probabilities on the model grid, scan image)."""
+    direction = (-1, 0, 0, 0, 1, 0, 0, 0, -1) if request.param == "axial_flipped" else _oblique_direction()
+    scan = body_phantom(size_xyz=(50, 42, 22), spacing=(0.9, 0.8, 2.5), direction=direction)
+    path = tmp_path_factory.mktemp("inversion") / "scan.nii.gz"
+    sitk.WriteImage(scan, str(path))
+    chain = Compose(
+        [
+            LoadImaged("image", reader=MedsegReader(), image_only=True),
+            EnsureChannelFirstd("image"),
+            Orientationd("image", axcodes="RAS"),
+            Spacingd("image", pixdim=(2.0, 2.2, 3.0), mode="bilinear"),
+            CropForegroundd("image", source_key="image", select_fn=BodyMask(), margin=2, allow_smaller=True),
+        ]
+    )
+    data = chain({"image": str(path)})
+    shape = data["image"].shape[1:]
+    generator = torch.Generator().manual_seed(3)
+    coarse = torch.randn(1, 4, *(max(2, n // 3) for n in shape), generator=generator)
+    logits = torch.nn.functional.interpolate(coarse, size=tuple(shape), mode="trilinear")[0] * 4
+    return chain, data, torch.softmax(logits, dim=0), sitk.ReadImage(str(path))
+
+
+def _invertd(chain: Compose, data: dict, scores: torch.Tensor, nearest: bool) -> np.ndarray:
+    prediction = MetaTensor(scores, meta=dict(data["image"].meta))
+    prediction.applied_operations = list(data["image"].applied_operations)
+    out = dict(data, pred=prediction)
+    if nearest:
+        out = AsDiscreted("pred", argmax=True)(out)
+    inverted = Invertd("pred", transform=chain, orig_keys="image", nearest_interp=nearest)(out)["pred"]
+    labels = inverted[0] if nearest else inverted.argmax(dim=0)
+    return np.asarray(labels).astype(np.uint8).transpose(2, 1, 0)
+
+
+def test_slabs_equal_invertd_of_probabilities(preprocessed: tuple) -> None:
+    chain, data, scores, scan = preprocessed
+    expected = _invertd(chain, data, scores, nearest=False)
+    assert expected.shape == scan.GetSize()[::-1]
+    assert len(np.unique(expected)) == 4  # all classes present: the comparison means something
+    for slab in (1, 5, None):
+        labels = labels_on_grid(scores, data["image"].affine, ras_affine(scan), scan.GetSize(), slab=slab)
+        assert labels.dtype == np.uint8 and labels.shape == expected.shape
+        # Identical up to float ties at class boundaries.
+        assert np.mean(labels == expected) > 0.999
+
+
+def test_nearest_equals_invertd_of_labels(preprocessed: tuple) -> None:
+    chain, data, scores, scan = preprocessed
+    expected = _invertd(chain, data, scores, nearest=True)
+    model_labels = scores.argmax(dim=0, keepdim=True).float()
+    model_affine = data["image"].affine.numpy()
+    labels = labels_on_grid(
+        model_labels, model_affine, ras_affine(scan), scan.GetSize(), interpolation="nearest", slab=4
+    )
+    assert np.mean(labels == expected) > 0.9
+    # Where they differ, the scan voxel's centre lies half-way between two model voxels: a tie that float
+    # rounding settles either way (this phantom's 2.5 mm slices fall on the 3 mm grid's half-steps).
+    differing = np.argwhere(labels != expected)[:, ::-1]  # (x, y, z)
+    model_index = np.c_[differing, np.ones(len(differing))] @ np.linalg.solve(model_affine, ras_affine(scan)).T
+    fraction = np.abs(model_index[:, :3] - np.floor(model_index[:, :3]) - 0.5)
+    assert np.all(fraction.min(axis=1) < 1e-4)
+
+
+def test_outside_the_model_grid_is_background() -> None:
+    # A 4-voxel model grid in the middle of a 20-voxel scan grid, same spacing: only those voxels get labels.
+    scores = torch.zeros(2, 4, 4, 4)
+    scores[1] = 1.0
+    grid = np.eye(4)
+    model = np.eye(4)
+    model[:3, 3] = [8, 8, 8]
+    labels = labels_on_grid(scores, model, grid, (20, 20, 20), slab=3)
+    assert labels.sum() == 64
+    assert labels[8:12, 8:12, 8:12].all()
+    assert covered_box(model, (4, 4, 4), grid, (20, 20, 20)) == ((6, 14), (6, 14), (6, 14))
+
+
+def test_disjoint_grids_give_an_empty_map() -> None:
+    model = np.eye(4)
+    model[:3, 3] = [500, 0, 0]
+    labels = labels_on_grid(torch.ones(3, 4, 4, 4), model, np.eye(4), (10, 10, 10))
+    assert labels.shape == (10, 10, 10) and not labels.any()
+
+
+def test_matches_an_independent_trilinear_resampling_with_sparse_foreground() -> None:
+    """scipy's map_coordinates (linear, zero outside, voxel centres at integer indices) on every scan voxel, then the
+    argmax: the same labels, although labels_on_grid only resamples around the foreground."""
+    from scipy.ndimage import map_coordinates
+
+    generator = torch.Generator().manual_seed(7)
+    scores = torch.rand(3, 12, 10, 8, generator=generator) * 0.2
+    scores[0] += 0.5  # background wins everywhere...
+    scores[1, 2:4, 3:6, 1:3] += 0.6  # ...but in two small blocks
+    scores[2, 8:11, 6:9, 5:7] += 0.6
+    model = np.diag([3.0, 3.5, 4.0, 1.0])
+    model[:3, 3] = [10.0, -20.0, 5.0]
+    grid = np.diag([-1.1, 0.9, 1.7, 1.0])  # flipped x, finer, shifted
+    grid[:3, 3] = [50.0, -25.0, 2.0]
+    size = (40, 48, 24)
+    labels = labels_on_grid(scores, model, grid, size, slab=5)
+    x, y, z = np.meshgrid(*(np.arange(n) for n in size), indexing="ij")
+    voxels = np.stack([x.ravel(), y.ravel(), z.ravel(), np.ones(x.size)])
+    coordinates = (np.linalg.solve(model, grid) @ voxels)[:3]
+    sampled = np.stack(
+        [map_coordinates(channel.numpy(), coordinates, order=1, mode="grid-constant", cval=0.0) for channel in scores]
+    )
+    expected = sampled.argmax(axis=0).reshape(size).transpose(2, 1, 0)
+    assert np.count_nonzero(expected == 1) > 0 and np.count_nonzero(expected == 2) > 0
+    np.testing.assert_array_equal(labels, expected)

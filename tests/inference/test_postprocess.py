@@ -1,0 +1,55 @@
+"""Postprocessing: specks removed by volume in mm³, the largest component kept, other labels untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medseg.inference.postprocess import clean_label_map
+
+
+def _labels() -> np.ndarray:
+    labels = np.zeros((10, 20, 20), dtype=np.uint8)
+    labels[2:6, 2:8, 2:8] = 1  # 144 voxels
+    labels[8, 3, 3] = 1  # a 1-voxel speck of label 1
+    labels[1:3, 12:14, 12:14] = 2  # 8 voxels
+    labels[5:9, 12:18, 12:16] = 2  # 96 voxels, the larger part of label 2
+    labels[0, 0, 0] = 3  # label 3 is only a speck
+    labels[9, 19, 19] = 9  # not an organ of the table: left alone
+    return labels
+
+
+def test_keeps_largest_component_and_drops_specks() -> None:
+    labels = _labels()
+    removed = clean_label_map(labels, [1, 2, 3], spacing_mm=(1.0, 1.0, 1.0), min_component_ml=0.05)
+    assert removed == {1: 1, 2: 8, 3: 1}
+    counts = np.bincount(labels.ravel(), minlength=10)
+    assert counts[1] == 144 and counts[2] == 96 and counts[3] == 0 and counts[9] == 1
+
+
+def test_volume_threshold_is_in_millilitres() -> None:
+    labels = _labels()
+    # 2 x 2 x 2 mm voxels: the 8-voxel part of label 2 is 64 mm³, the speck of label 3 is 8 mm³.
+    removed = clean_label_map(labels, [2, 3], spacing_mm=(2.0, 2.0, 2.0), keep_largest=False, min_component_ml=0.05)
+    assert removed == {3: 1}
+    removed = clean_label_map(labels, [2], spacing_mm=(2.0, 2.0, 2.0), keep_largest=False, min_component_ml=0.07)
+    assert removed == {2: 8}
+
+
+def test_largest_component_only() -> None:
+    labels = _labels()
+    removed = clean_label_map(labels, [1, 2, 3], spacing_mm=(1.0, 1.0, 1.0), min_component_ml=0.0)
+    assert removed == {1: 1, 2: 8}  # label 3's only component is its largest
+    assert np.count_nonzero(labels == 3) == 1
+
+
+def test_diagonal_neighbours_are_connected() -> None:
+    labels = np.zeros((4, 4, 4), dtype=np.uint8)
+    labels[0, 0, 0] = labels[1, 1, 1] = 1  # touch at a corner: one component under full connectivity
+    assert clean_label_map(labels, [1], spacing_mm=(10.0, 10.0, 10.0), min_component_ml=0.0) == {}
+    assert np.count_nonzero(labels) == 2
+
+
+def test_refuses_non_uint8() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        clean_label_map(np.zeros((2, 2, 2), dtype=np.int32), [1], (1.0, 1.0, 1.0))

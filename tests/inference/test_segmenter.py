@@ -1,0 +1,148 @@
+"""Segmenter on real scans: the bundle's chain and inferer drive it, and the label map lies on the input's grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from medseg.errors import GeometryError, InputError, MedsegError
+from medseg.inference.segmenter import Segmenter
+from medseg.io.readers import read_scan
+from medseg.reporting import StageClock
+from tests.inference.helpers import make_test_bundle
+
+STAGES = {"read", "preprocess", "inference", "invert", "postprocess"}
+
+
+def _check_on_scan_grid(labels: sitk.Image, path: Path) -> None:
+    reference = read_scan(path).image
+    assert labels.GetSize() == reference.GetSize()
+    assert labels.GetSpacing() == reference.GetSpacing()  # the same doubles, not merely close
+    assert labels.GetOrigin() == reference.GetOrigin()
+    assert labels.GetDirection() == reference.GetDirection()
+    assert labels.GetPixelID() == sitk.sitkUInt8
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    "relative",
+    ["ibsi_sts/dicom/STS_019", "totalsegmentator/example_ct_dicom", "pyradiomics/lung1_image.nrrd"],
+)
+def test_real_scans_come_back_on_their_own_grid(segmenter: Segmenter, data_root: Path, relative: str) -> None:
+    path = data_root / relative
+    clock = StageClock()
+    result = segmenter.segment(path, clock)
+    _check_on_scan_grid(result.labels, path)
+    assert set(clock.seconds) == STAGES
+    values = np.unique(sitk.GetArrayViewFromImage(result.labels))
+    assert set(values.tolist()) <= set(range(8)) and values.max() > 0
+    # The network saw the scan resampled to the bundle's spacing and cropped to the body: a smaller grid.
+    assert len(result.model_shape) == 3 and np.prod(result.model_shape) < np.prod(result.labels.GetSize())
+    if (data_root / relative).is_dir():
+        assert result.scan.series is not None and result.scan.series.modality == "CT"
+
+
+@pytest.mark.data
+def test_openkbp_nifti_and_the_three_inversions(
+    segmenter: Segmenter, test_bundle: Path, openkbp_images: list[Path]
+) -> None:
+    path = openkbp_images[0]
+    _check_on_scan_grid(segmenter.segment(path).labels, path)
+    # Without postprocessing, which could drop a whole component in one result and keep it in another.
+    slabs, reference, nearest = (
+        Segmenter(test_bundle, device="cpu", inversion=inversion, postprocess=False).segment(path)
+        for inversion in ("slabs", "invertd", "nearest")
+    )
+    slab_voxels = sitk.GetArrayViewFromImage(slabs.labels)
+    # Slab-wise resampling of the probabilities is MONAI Invertd's result (up to float ties)...
+    assert np.mean(slab_voxels == sitk.GetArrayViewFromImage(reference.labels)) > 0.999
+    # ...and the argmax-first shortcut differs along organ edges only (random weights: edges everywhere).
+    nearest_voxels = sitk.GetArrayViewFromImage(nearest.labels)
+    assert np.mean(slab_voxels == nearest_voxels) > 0.8
+    differing = np.argwhere(slab_voxels != nearest_voxels)
+    padded = np.pad(slab_voxels, 1, mode="edge")
+    for z, y, x in differing[:: max(1, len(differing) // 500)]:
+        neighbourhood = padded[z : z + 3, y : y + 3, x : x + 3]
+        assert len(np.unique(neighbourhood)) > 1, "a difference away from any edge"
+
+
+def test_tta_and_postprocessing_options(test_bundle: Path, tmp_path: Path) -> None:
+    from tests.inference.helpers import body_phantom
+
+    path = tmp_path / "phantom.nii.gz"
+    sitk.WriteImage(body_phantom(size_xyz=(96, 80, 40), spacing=(1.5, 1.5, 2.5)), str(path))
+    plain = Segmenter(test_bundle, device="cpu", postprocess=False)
+    raw = plain.segment(path)
+    assert raw.removed_voxels == {}
+    cleaned = Segmenter(test_bundle, device="cpu").segment(path)
+    raw_voxels = sitk.GetArrayViewFromImage(raw.labels)
+    cleaned_voxels = sitk.GetArrayViewFromImage(cleaned.labels)
+    # Postprocessing only removes voxels (sets them to background), and says how many per organ.
+    changed = raw_voxels != cleaned_voxels
+    assert np.all(cleaned_voxels[changed] == 0)
+    assert sum(cleaned.removed_voxels.values()) == int(changed.sum())
+    tta = Segmenter(test_bundle, device="cpu", tta=True, postprocess=False)
+    assert tta.settings()["tta"] is True and tta.settings() != plain.settings()
+    mirrored = tta.segment(path)
+    _check_on_scan_grid(mirrored.labels, path)
+    assert not np.array_equal(sitk.GetArrayViewFromImage(mirrored.labels), raw_voxels)
+
+
+def test_synthetic_lps_scan_keeps_exact_geometry(segmenter: Segmenter, tmp_path: Path) -> None:
+    from tests.inference.helpers import body_phantom
+
+    oblique = sitk.VersorTransform((0.1, 0.2, 0.95), 0.2).GetMatrix()
+    path = tmp_path / "oblique.nrrd"
+    sitk.WriteImage(body_phantom(direction=oblique), str(path))
+    result = segmenter.segment(path)
+    _check_on_scan_grid(result.labels, path)
+
+
+def test_bad_input_raises_a_medseg_error(segmenter: Segmenter, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"\x1f\x8b not a nifti")
+    with pytest.raises(InputError, match=r"broken\.nii\.gz"):
+        segmenter.segment(broken)
+    # The segmenter stays usable after a failure.
+    from tests.inference.helpers import body_phantom
+
+    good = tmp_path / "good.nii.gz"
+    sitk.WriteImage(body_phantom(), str(good))
+    assert segmenter.segment(good).labels.GetSize() == (48, 40, 24)
+
+
+def test_uneven_slices_are_refused_unless_fixed(test_bundle: Path, tmp_path: Path) -> None:
+    from tests.inference.helpers import body_phantom
+    from tests.io.dicom_factory import write_series
+
+    folder = tmp_path / "uneven"
+    volume = sitk.GetArrayFromImage(body_phantom(size_xyz=(40, 32, 8)))
+    offsets = [0.0, 2.5, 5.0, 10.0, 12.5, 15.0, 17.5, 20.0]  # a slice missing after the third
+    write_series(folder, volume, positions=[(-40.0, -30.0, 100.0 + z) for z in offsets])
+    with pytest.raises(GeometryError, match="--fix-geometry"):
+        Segmenter(test_bundle, device="cpu").segment(folder)
+    fixed = Segmenter(test_bundle, device="cpu", fix_geometry=True).segment(folder)
+    assert fixed.scan.repaired and fixed.labels.GetSize() == fixed.scan.image.GetSize()
+
+
+def test_a_2_5d_slice_model_runs_through_the_same_segmenter(tmp_path: Path) -> None:
+    """The bundle's 2.5D mode: slices with neighbours as channels, windows one slice thick."""
+    from tests.inference.helpers import body_phantom
+
+    overrides = {"spatial_dims": 2, "slice_neighbours": 1, "patch_size": [64, 64]}
+    bundle = make_test_bundle(tmp_path / "ct_unet_25d", overrides=overrides)
+    segmenter = Segmenter(bundle, device="cpu")
+    assert list(segmenter.inferer.roi_size)[-1] == 1  # type: ignore[attr-defined]
+    path = tmp_path / "phantom.nrrd"
+    sitk.WriteImage(body_phantom(), str(path))
+    result = segmenter.segment(path)
+    _check_on_scan_grid(result.labels, path)
+
+
+def test_bundle_without_weights_fails_before_any_case(tmp_path: Path) -> None:
+    bundle = make_test_bundle(tmp_path / "ct_unet", with_model=False)
+    with pytest.raises(MedsegError, match="no trained weights"):
+        Segmenter(bundle, device="cpu")
