@@ -38,7 +38,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pydicom
@@ -131,12 +131,24 @@ def image_format(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+class PixelFormat(NamedTuple):
+    """How one file stores its pixels (the Image Pixel module, group 0028)."""
+
+    samples_per_pixel: int
+    photometric: str
+    bits_allocated: int
+    bits_stored: int
+    high_bit: int
+    signed: bool  # PixelRepresentation 1: two's complement
+
+
 @dataclass(frozen=True)
 class DicomInstance:
     """What medseg needs from one DICOM file's header (read without its pixel data).
 
     ``pixel_spacing`` is in DICOM order: (distance between rows, distance between columns) in mm.
     ``orientation`` is ImageOrientationPatient: the row direction cosines then the column direction cosines.
+    ``pixel_format`` is ``None`` when a tag it needs is missing (GDCM then decides how to read the pixels).
     ``problem`` is set when the file is unusable although its header parsed (e.g. truncated pixel data).
     """
 
@@ -160,6 +172,7 @@ class DicomInstance:
     slice_thickness: float | None
     rescale: tuple[float, float]
     transfer_syntax: str
+    pixel_format: PixelFormat | None = None
     problem: str | None = None
 
     @property
@@ -292,15 +305,26 @@ _POSITION = 0x00200032
 _ORIENTATION = 0x00200037
 _FRAME_OF_REFERENCE_UID = 0x00200052
 _SAMPLES_PER_PIXEL = 0x00280002
+_PHOTOMETRIC = 0x00280004
 _NUMBER_OF_FRAMES = 0x00280008
 _ROWS = 0x00280010
 _COLUMNS = 0x00280011
 _PIXEL_SPACING = 0x00280030
 _BITS_ALLOCATED = 0x00280100
+_BITS_STORED = 0x00280101
+_HIGH_BIT = 0x00280102
+_PIXEL_REPRESENTATION = 0x00280103
 _RESCALE_INTERCEPT = 0x00281052
 _RESCALE_SLOPE = 0x00281053
 _DIRECTORY_RECORDS = 0x00041220
 _LAST_GROUP_READ = 0x0028  # everything above (private CSA headers, RT contours, SEG frames) is skipped
+# Only these are decoded; pydicom seeks over the values of the others (when their length is defined).
+_TAGS_READ = [
+    *(_SOP_CLASS_UID, _IMAGE_TYPE, _MODALITY, _SERIES_DESCRIPTION, _KERNEL, _SLICE_THICKNESS, _STUDY_UID),
+    *(_SERIES_UID, _SERIES_NUMBER, _INSTANCE_NUMBER, _POSITION, _ORIENTATION, _FRAME_OF_REFERENCE_UID),
+    *(_SAMPLES_PER_PIXEL, _PHOTOMETRIC, _NUMBER_OF_FRAMES, _ROWS, _COLUMNS, _PIXEL_SPACING, _BITS_ALLOCATED),
+    *(_BITS_STORED, _HIGH_BIT, _PIXEL_REPRESENTATION, _RESCALE_INTERCEPT, _RESCALE_SLOPE, _DIRECTORY_RECORDS),
+]
 
 
 def _text(ds: pydicom.Dataset, tag: int) -> str:
@@ -416,15 +440,17 @@ def _parse_header(path: Path, head: bytes, size: int, *, force: bool) -> tuple[p
     if len(head) < size:
         stream = io.BytesIO(head)
         try:
-            ds = read_partial(stream, stop_when=_stop_after_last_group, force=force)
+            ds = read_partial(stream, stop_when=_stop_after_last_group, force=force, specific_tags=_TAGS_READ)
             if stream.tell() < len(head):  # stopped at an element above group 0028, inside the head
                 return ds, stream.tell()
         except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # an element cut by the end of the head: parse the file
         with open(path, "rb") as handle:
-            return read_partial(handle, stop_when=_stop_after_last_group, force=force), handle.tell()
+            ds = read_partial(handle, stop_when=_stop_after_last_group, force=force, specific_tags=_TAGS_READ)
+            return ds, handle.tell()
     stream = io.BytesIO(head)
-    return read_partial(stream, stop_when=_stop_after_last_group, force=force), stream.tell()
+    ds = read_partial(stream, stop_when=_stop_after_last_group, force=force, specific_tags=_TAGS_READ)
+    return ds, stream.tell()
 
 
 def _instance_from_header(
@@ -433,6 +459,7 @@ def _instance_from_header(
     rows, columns = _uint16(ds, _ROWS), _uint16(ds, _COLUMNS)
     frames = _int_string(ds, _NUMBER_OF_FRAMES) or 1
     image_type = tuple(v.strip().upper() for v in _text(ds, _IMAGE_TYPE).split("\\") if v.strip())
+    pixel_format = _pixel_format(ds)
     problem = None
     if rows and columns and transfer_syntax in _UNCOMPRESSED_SYNTAXES:
         bits = _uint16(ds, _BITS_ALLOCATED) or 16
@@ -470,8 +497,21 @@ def _instance_from_header(
         slice_thickness=_float(ds, _SLICE_THICKNESS),
         rescale=(1.0 if slope is None else slope, 0.0 if intercept is None else intercept),
         transfer_syntax=transfer_syntax,
+        pixel_format=pixel_format,
         problem=problem,
     )
+
+
+def _pixel_format(ds: pydicom.Dataset) -> PixelFormat | None:
+    """The Image Pixel module's description of the stored pixels, ``None`` when one of its tags is missing."""
+    photometric = _text(ds, _PHOTOMETRIC).upper()
+    samples, allocated, stored, high_bit, representation = (
+        _uint16(ds, tag)
+        for tag in (_SAMPLES_PER_PIXEL, _BITS_ALLOCATED, _BITS_STORED, _HIGH_BIT, _PIXEL_REPRESENTATION)
+    )
+    if samples is None or allocated is None or stored is None or high_bit is None or representation is None:
+        return None
+    return PixelFormat(samples, photometric, allocated, stored, high_bit, representation == 1) if photometric else None
 
 
 def _series_key(inst: DicomInstance) -> tuple[str, ...]:

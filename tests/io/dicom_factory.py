@@ -45,13 +45,18 @@ def write_series(
     instance_numbers: Sequence[int] | None = None,
     names: Sequence[str] | None = None,
     frame_of_reference_uid: str | None = None,
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    bits_stored: int = 16,
+    signed: bool = True,
+    photometric: str = "MONOCHROME2",
 ) -> list[Path]:
     """Write ``volume_hu`` (shape (slices, rows, columns), HU) as one file per slice and return the paths.
 
     By default slice k sits at ``origin + k * step * normal`` with the orientation given by the columns of
     ``direction`` (row, column, normal; identity = axial LPS). ``positions``/``orientations`` override per slice.
     ``pixel_spacing`` is in DICOM order (between rows, between columns). Files are named ``names[k]`` (default
-    ``IM{k:04d}`` without suffix), written in reverse slice order of InstanceNumber unless given.
+    ``IM{k:04d}`` without suffix), written in reverse slice order of InstanceNumber unless given. Pixels are
+    stored as 16-bit words holding ``bits_stored`` bits, two's complement when ``signed``.
     """
     folder.mkdir(parents=True, exist_ok=True)
     direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
@@ -67,13 +72,15 @@ def write_series(
     frame_uid = generate_uid() if frame_of_reference_uid is None else frame_of_reference_uid
     sop_class = (CT_IMAGE_STORAGE if modality == "CT" else MR_IMAGE_STORAGE) if sop_class is None else sop_class
     slope, intercept = rescale
-    stored = np.round((np.asarray(volume_hu, dtype=float) - intercept) / slope).astype(np.int16)
+    stored = np.round((np.asarray(volume_hu, dtype=float) - intercept) / slope).astype(
+        np.int16 if signed else np.uint16
+    )
     paths = []
     for k in range(n):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = sop_class
         meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.TransferSyntaxUID = transfer_syntax
         ds = pydicom.Dataset()
         ds.file_meta = meta
         ds.SOPClassUID = sop_class
@@ -95,12 +102,12 @@ def write_series(
         ds.ImageOrientationPatient = [f"{v:.10g}" for v in orientations[k]]
         ds.PixelSpacing = [f"{v:.10g}" for v in pixel_spacing]
         ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.PhotometricInterpretation = photometric
         ds.Rows, ds.Columns = int(volume_hu.shape[1]), int(volume_hu.shape[2])
         ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
+        ds.BitsStored = bits_stored
+        ds.HighBit = bits_stored - 1
+        ds.PixelRepresentation = int(signed)
         ds.RescaleSlope = f"{slope:g}"
         ds.RescaleIntercept = f"{intercept:g}"
         ds.PixelData = stored[k].tobytes()

@@ -3,13 +3,17 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
+from pydicom.uid import ImplicitVRLittleEndian
 
 from medseg.errors import GeometryError, InputError
+from medseg.io import readers
 from medseg.io.readers import read_scan
 from tests.io.dicom_factory import ramp_volume, rotation, write_series
 
@@ -60,6 +64,24 @@ def test_jpeg2000_series_lands_on_the_reference_segmentation_grid(data_root: Pat
     assert 40 < hu[label == 5].mean() < 150  # liver
     assert hu[label == 69].mean() > 300  # humerus
     assert hu[label[:, ::-1, :] == 5].mean() < 0  # a flipped reading would miss the liver
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    ("folder", "by_numpy"),
+    [
+        ("ibsi_sts/dicom/STS_019/CT/image", True),  # implicit VR
+        ("pydicom/CT5N", True),  # explicit VR
+        ("dcmqi/ct-3slice", True),
+        ("totalsegmentator/example_ct_dicom", False),  # JPEG 2000: GDCM decodes it
+    ],
+)
+def test_real_series_read_by_numpy_equal_gdcm_bit_for_bit(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch, folder: str, by_numpy: bool
+) -> None:
+    native, image, gdcm = _read_both_ways(data_root / folder, monkeypatch)
+    assert (native is not None) == by_numpy
+    assert_identical(image, gdcm)
 
 
 @pytest.mark.data
@@ -168,6 +190,102 @@ def test_rescale_slope_and_intercept_are_applied(tmp_path: Path) -> None:
     ds.save_as(paths[2])
     mixed = read_scan(tmp_path / "c").image
     assert mixed.GetPixelID() == sitk.sitkFloat32 and np.array_equal(voxels(mixed), even)
+
+
+def _read_both_ways(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[sitk.Image | None, sitk.Image, sitk.Image]:
+    """``folder`` read by read_scan as it is (recording what the numpy pixel reader returned) and with GDCM only."""
+    native_reads: list[sitk.Image | None] = []
+
+    def recording(*args: Any) -> sitk.Image | None:
+        native_reads.append(real(*args))
+        return native_reads[-1]
+
+    real = readers._read_native_slices
+    with monkeypatch.context() as patch:
+        patch.setattr(readers, "_read_native_slices", recording)
+        default = read_scan(folder).image
+    with monkeypatch.context() as patch:
+        patch.setattr(readers, "_read_native_slices", lambda *args: None)
+        gdcm = read_scan(folder).image
+    assert len(native_reads) == 1
+    return native_reads[0], default, gdcm
+
+
+def assert_identical(image: sitk.Image, reference: sitk.Image) -> None:
+    """Same pixel type, voxels and geometry, bit for bit."""
+    assert image.GetPixelIDTypeAsString() == reference.GetPixelIDTypeAsString()
+    assert image.GetSize() == reference.GetSize()
+    assert image.GetOrigin() == reference.GetOrigin()
+    assert image.GetSpacing() == reference.GetSpacing()
+    assert image.GetDirection() == reference.GetDirection()
+    assert np.array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(reference))
+
+
+@pytest.mark.parametrize(
+    ("case", "options", "pixel_type"),
+    [
+        ("int16 explicit VR", {}, sitk.sitkInt16),
+        ("implicit VR", {"transfer_syntax": ImplicitVRLittleEndian}, sitk.sitkInt16),
+        ("no rescale", {"rescale": (1.0, 0.0)}, sitk.sitkInt16),
+        ("uint16, 12 bits stored", {"signed": False, "bits_stored": 12}, sitk.sitkInt16),
+        ("slope 2", {"rescale": (2.0, -2048.0)}, sitk.sitkInt16),
+        ("fractional rescale", {"rescale": (0.5, -1024.5)}, sitk.sitkFloat32),
+        ("beyond int16", {"scale": 40, "rescale": (2.0, 0.0)}, sitk.sitkFloat32),
+        (
+            "uint16 beyond int16",
+            {"scale": 30, "offset": 30000, "signed": False, "rescale": (1.0, -100.0)},
+            sitk.sitkFloat32,
+        ),
+        (
+            "uint16 beyond int16, no rescale",
+            {"scale": 30, "offset": 30000, "signed": False, "rescale": (1.0, 0.0)},
+            sitk.sitkFloat32,
+        ),
+        ("oblique", {"direction": rotation(z_degrees=20, x_degrees=15), "step": 1.25}, sitk.sitkInt16),
+    ],
+)
+def test_numpy_pixel_reading_equals_gdcm_bit_for_bit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, options: dict[str, Any], pixel_type: int
+) -> None:
+    volume = ramp_volume((4, 6, 5)).astype(np.int32) * options.pop("scale", 1) + options.pop("offset", 0)
+    write_series(tmp_path, volume, **options)
+    native, image, gdcm = _read_both_ways(tmp_path, monkeypatch)
+    assert native is not None, f"{case}: read with GDCM, not numpy"
+    assert image.GetPixelID() == pixel_type
+    assert_identical(image, gdcm)
+    slope, intercept = options.get("rescale", (1.0, -1024.0))
+    assert np.array_equal(voxels(image), np.round((volume - intercept) / slope) * slope + intercept)  # as stored
+
+
+def test_numpy_pixel_reading_of_slices_with_different_rescales(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    even = (ramp_volume((3, 4, 4)) // 2) * 2
+    paths = write_series(tmp_path, even, rescale=(1.0, -1024.0))
+    ds = pydicom.dcmread(paths[2])
+    ds.RescaleSlope, ds.RescaleIntercept = "0.5", "-1024.25"
+    ds.PixelData = ((even[2] + 1024.25) * 2).astype(np.int16).tobytes()
+    ds.save_as(paths[2])
+    native, image, gdcm = _read_both_ways(tmp_path, monkeypatch)
+    assert native is not None and image.GetPixelID() == sitk.sitkFloat32
+    assert_identical(image, gdcm)
+
+
+@pytest.mark.parametrize("oddity", ["bits above BitsStored", "element after the pixel data", "MONOCHROME1"])
+def test_unusual_pixel_data_is_left_to_gdcm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, oddity: str) -> None:
+    volume = ramp_volume((3, 4, 4))
+    paths = write_series(tmp_path, volume, signed=False, bits_stored=12)
+    ds = pydicom.dcmread(paths[1])
+    if oddity == "bits above BitsStored":  # an overlay bit in bit 13: GDCM masks it off
+        ds.PixelData = (np.frombuffer(ds.PixelData, np.uint16) | 0x2000).astype(np.uint16).tobytes()
+    elif oddity == "element after the pixel data":
+        ds.add_new(0xFFFCFFFC, "OB", b"\0" * 16)  # Data Set Trailing Padding
+    else:
+        ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.save_as(paths[1])
+    native, image, gdcm = _read_both_ways(tmp_path, monkeypatch)
+    assert native is None
+    assert_identical(image, gdcm)
+    if oddity != "MONOCHROME1":
+        assert np.array_equal(voxels(image), volume)
 
 
 def test_uneven_series_is_refused_then_resampled(tmp_path: Path) -> None:

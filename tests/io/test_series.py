@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from medseg.errors import InputError
-from medseg.io.series import find_series, image_format, kernel_sharpness, read_instance, safe_name, select_series
+from medseg.io.series import (
+    PixelFormat,
+    find_series,
+    image_format,
+    kernel_sharpness,
+    read_instance,
+    safe_name,
+    select_series,
+)
 from tests.io.dicom_factory import SECONDARY_CAPTURE, ramp_volume, write_series
 
 
@@ -141,6 +149,7 @@ def test_truncated_pixel_data_is_noticed_by_the_header_read(tmp_path: Path) -> N
     path = write_series(tmp_path, ramp_volume((2, 8, 8)))[0]
     full = read_instance(path)
     assert full is not None and full.problem is None
+    assert full.pixel_format == PixelFormat(1, "MONOCHROME2", 16, 16, 15, signed=True)
     data = path.read_bytes()
     path.write_bytes(data[:-1])
     truncated = read_instance(path)
