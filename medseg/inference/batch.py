@@ -199,6 +199,7 @@ class BatchSegmenter:
         record = CaseRecord(case.case_id, "ok", input=str(case.path))
         try:
             segmentation = self.segmenter.segment(case.path, clock)
+            record.warnings = list(segmentation.scan.warnings)  # kept also if writing the outputs fails
             record.series = _series_text(segmentation)
             record.set_geometry(segmentation.scan.image)
             if record.series:
@@ -239,6 +240,7 @@ class BatchSegmenter:
             flags += [QAFlag("reader_warning", None, warning) for warning in scan.warnings]
         flags += [QAFlag("output_skipped", fmt, reason) for fmt, reason in outputs.skipped.items()]
         record.qa_flags = [str(flag) for flag in flags]
+        record.warnings += [f"{fmt} not written: {reason}" for fmt, reason in outputs.skipped.items()]
         relative = case_dir.relative_to(self.output_dir)
         record.outputs = [(relative / name).as_posix() for name in outputs.files.values()]
 

@@ -106,8 +106,9 @@ def missing_model_message(model_file: Path, bundle_dir: Path) -> str:
     return (
         "no trained weights: this bundle ships without a model yet. Train one with "
         f"`python -m monai.bundle run training --config_file {_shown(bundle_dir)}/train.json` (add e.g. "
-        "`--max_epochs 300 --device cuda`), then copy its best checkpoint "
-        f"(runs/ct_unet/<run>/checkpoints/model_best.pt) to {_shown(model_file)}, or pass --model FILE"
+        "`--max_epochs 300 --device cuda`), then ship it into the bundle with `python pipelines/ship_model.py "
+        f"runs/ct_unet/<run>` (weights and model config to {_shown(model_file.parent)}), or pass --model "
+        "runs/ct_unet/<run>/checkpoints/model_best.pt"
     )
 
 

@@ -36,7 +36,13 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_BUNDLE,
         help=f"MONAI bundle folder; looked up in the repository when not found here (default {DEFAULT_BUNDLE})",
     )
-    parser.add_argument("--model", type=Path, help="weights file to use instead of the bundle's models/model.pt")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="weights to use instead of the bundle's models/model.pt, e.g. runs/ct_unet/<run>/checkpoints/"
+        "model_best.pt; its model_config.json or run_config.json (beside it or in the folder above) gives the "
+        "spacing, labels and network options",
+    )
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)"
     )

@@ -1,14 +1,19 @@
 """Load a bundle once, segment many scans: :class:`Segmenter`.
 
 What runs is the bundle's own ``configs/inference.json``, parsed with MONAI's ``ConfigParser``: its
-``preprocessing`` (the one transform chain: load, channel first, RAS, target spacing, body crop, HU window), its
-``inferer`` (sliding window, Gaussian blending, mirrored padding) and its ``network_def``. Only the ``image_reader``
-key is overridden, with :class:`medseg.io.monai_reader.MedsegReader`, so DICOM folders, series choice and the
-geometry guard work and the scan is read once. The bundle's postprocessing (softmax, ``Invertd`` of every class's
-probabilities at full resolution, argmax) is replaced by :func:`medseg.inference.inversion.labels_on_grid`, which
-gives the same labels slab by slab in bounded memory; ``inversion="invertd"`` runs MONAI's ``Invertd`` instead
-(reference, small scans) and ``inversion="nearest"`` takes the argmax on the model grid and resamples the labels
-(fastest, blockier edges).
+``preprocessing`` (the one transform chain: load, channel first, RAS, target spacing, body crop, HU window, mirror
+padding up to the window), its ``inferer`` (sliding window, Gaussian blending) and its ``network_def``. What defines
+the model (spacing, labels, HU window, network options...) comes from the model config beside the weights
+(``model_config.json`` or the run's ``run_config.json``, :func:`medseg.training.model_config.find_model_config`),
+never from the dataset. The ``image_reader`` key is overridden with :class:`medseg.io.monai_reader.MedsegReader`,
+so DICOM folders, series choice and the geometry guard work and the scan is read once. The bundle's postprocessing
+(``Invertd`` of the argmax, or of every class's probabilities at full resolution) is replaced by
+:func:`medseg.inference.inversion.labels_on_grid`, which resamples the probabilities slab by slab in bounded memory
+and takes the argmax; ``inversion="invertd"`` runs MONAI's ``Invertd`` of the probabilities instead (reference,
+small scans) and ``inversion="nearest"`` takes the argmax on the model grid and resamples the labels (fastest,
+blockier edges). Before either of the first two, the chain's trailing padding (``SpatialPadd`` up to the window,
+which lets the sliding window run on scans smaller than it) is undone with ``Invertd``, so predictions on the
+mirrored border never reach the scan.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ import SimpleITK as sitk
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-from monai.transforms import Compose, Invertd
-from monai.transforms.croppad.functional import pad_nd
+from monai.transforms import Compose, Invertd, InvertibleTransform, Padd
+from monai.utils import TraceKeys
 from torch import nn
 
 from medseg.errors import InputError, MedsegError
@@ -41,17 +46,19 @@ from medseg.inference.bundle import (
     inference_config_files,
     label_names_from_metadata,
     load_weights,
+    missing_model_message,
     read_metadata,
     resolve_bundle,
 )
 from medseg.inference.inversion import labels_on_grid
 from medseg.inference.postprocess import DEFAULT_MIN_COMPONENT_ML, clean_label_map
 from medseg.io.geometry import ras_affine
-from medseg.io.monai_reader import MedsegReader
+from medseg.io.monai_reader import MedsegReader, unwrap_medseg_error
 from medseg.io.readers import Scan
 from medseg.io.writers.labels import LabelInfo, label_table
 from medseg.networks.tta import FlipEnsemble
 from medseg.reporting.timing import StageClock
+from medseg.training.model_config import MODEL_KEYS, find_model_config, load_model_config, read_model_config
 from medseg.training.options import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -71,16 +78,16 @@ def _sha256_of(files: Sequence[Path], overrides: Mapping[str, Any] | None) -> st
     return digest.hexdigest()
 
 
-def _medseg_cause(err: BaseException) -> MedsegError | None:
-    """The first :class:`MedsegError` in ``err``'s chain of causes, if any."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, MedsegError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+def _trailing_padding(preprocessing: Compose) -> Compose | None:
+    """The padding transforms (``SpatialPadd``, ``BorderPadd``...) after the chain's last other invertible
+    transform: the padding up to the inferer's window, to be undone on the network's output."""
+    pads: list[Padd] = []
+    for transform in reversed(preprocessing.flatten().transforms):
+        if isinstance(transform, Padd):
+            pads.append(transform)
+        elif isinstance(transform, InvertibleTransform):
+            break
+    return Compose(pads[::-1]) if pads else None
 
 
 class _ScanKeepingReader(MedsegReader):
@@ -113,7 +120,8 @@ class Segmentation:
     Attributes:
         scan: the scan as read (SimpleITK image in HU, exact geometry, chosen DICOM series, reader warnings).
         labels: uint8 label map on exactly the scan's grid (same size, spacing, origin, direction).
-        model_shape: spatial shape (x, y, z) the network saw (after resampling and body crop).
+        model_shape: spatial shape (x, y, z) the network saw (after resampling, body crop and padding up to the
+            window).
         removed_voxels: voxels postprocessing removed, per label value.
         seconds: wall seconds per stage so far on the clock passed to :meth:`Segmenter.segment` (read,
             preprocess, inference, invert, postprocess).
@@ -138,13 +146,15 @@ class Segmenter:
         fix_geometry: let the reader repair uneven slices, tilt and header disagreements instead of refusing.
         inversion: ``"slabs"`` (default, bounded memory), ``"nearest"`` or ``"invertd"`` (see the module notes).
         model_file: weights to load; default ``models/model.pt`` in the bundle (or the config's ``ckpt_path``).
+            Its model config (``model_config.json`` or ``run_config.json`` beside it or in the folder above) sets
+            the spacing, labels and network options.
         overrides: config values to override, as ``monai.bundle run`` takes them (``{"sw_overlap": 0.5}``);
-            network options must match the training run's.
+            applied after the model config, so network options given here must match the training run's.
         progress: show the sliding-window progress bar.
         min_component_ml: see ``postprocess``.
 
     Raises:
-        MedsegError: the bundle, its metadata or its weights are missing or do not fit together.
+        MedsegError: the bundle, its metadata, its weights or their model config are missing or do not fit together.
     """
 
     def __init__(
@@ -169,13 +179,9 @@ class Segmenter:
         self.fix_geometry = fix_geometry
         self.inversion: Inversion = inversion
         self.min_component_ml = float(min_component_ml)
-        metadata = read_metadata(self.bundle_dir)
-        self.label_names: dict[int, str] = label_names_from_metadata(metadata, self.bundle_dir / METADATA)
-        self.label_table: dict[int, LabelInfo] = label_table(self.label_names)
 
         self._reader = _ScanKeepingReader(fix_geometry=fix_geometry)
         config_files = inference_config_files(self.bundle_dir)
-        self.config_sha256 = _sha256_of([*config_files, self.bundle_dir / METADATA], overrides)
         parser = ConfigParser()
         parser.read_config([str(path) for path in config_files])
         parser["bundle_root"] = str(self.bundle_dir)
@@ -185,21 +191,60 @@ class Segmenter:
             parser["tta"] = tta
         for key, value in (overrides or {}).items():
             parser[key] = value
+        if model_file is None:
+            model_file = parser.get_parsed_content("ckpt_path") if "ckpt_path" in parser else None
+        self.model_file = Path(model_file) if model_file else self.bundle_dir / MODEL_FILE
+        if not self.model_file.is_file():  # before its model config: say how to get weights
+            raise MedsegError(self.model_file, missing_model_message(self.model_file, self.bundle_dir))
+        if "ckpt_path" in parser:
+            parser["ckpt_path"] = str(self.model_file)  # the config's own model_config entry reads the same file
+        self.model_config_file = self._apply_model_config(parser, overrides)
+        self.config_sha256 = _sha256_of(
+            [*config_files, self.bundle_dir / METADATA, *([self.model_config_file] if self.model_config_file else [])],
+            overrides,
+        )
         if "image_reader" not in parser:
             raise InputError(self.bundle_dir / INFERENCE_CONFIG, "has no 'image_reader' key to point at MedsegReader")
         parser["image_reader"] = self._reader
         self.config = parser
+        self.label_names: dict[int, str] = self._label_names()
+        self.label_table: dict[int, LabelInfo] = label_table(self.label_names)
         self.preprocessing: Compose = self._parsed("preprocessing")
+        self._padding = _trailing_padding(self.preprocessing)
         self.inferer: Callable[..., Any] = self._parsed("inferer")
         if hasattr(self.inferer, "progress"):
             self.inferer.progress = progress
         network: nn.Module = self._parsed("network_def")
-        if model_file is None:
-            model_file = parser.get_parsed_content("ckpt_path") if "ckpt_path" in parser else None
-        self.model_file = Path(model_file) if model_file else self.bundle_dir / MODEL_FILE
         self.model_sha256 = load_weights(network, self.model_file, self.bundle_dir)
         self.network = network.to(self.device).eval()
         self._predictor: nn.Module = self._inference_network()
+
+    def _apply_model_config(self, parser: ConfigParser, overrides: Mapping[str, Any] | None) -> Path | None:
+        """Set the :data:`~medseg.training.model_config.MODEL_KEYS` of the model config beside the weights as
+        overrides (the caller's ``overrides`` still win); return the file, or ``None`` for a bundle that defines
+        its model in its configs and has no ``model_config`` entry.
+
+        Raises:
+            MedsegError: no model config beside the weights of a bundle that needs one, or an invalid one.
+        """
+        path = find_model_config(self.model_file)
+        if path is None:
+            if "model_config" in parser:
+                load_model_config(self.model_file)  # the bundle needs one: raises, saying where it looked
+            return None
+        model_config = read_model_config(path)
+        for key in MODEL_KEYS:
+            if key in model_config and key not in (overrides or {}):
+                parser[key] = model_config[key]
+        return path
+
+    def _label_names(self) -> dict[int, str]:
+        """``{label value: organ name}`` without background: the model config's ``labels`` (what the network was
+        trained to predict), else the bundle metadata's channel definition."""
+        if self.model_config_file is not None and "labels" in self.config:
+            labels = self.config.get_parsed_content("labels")
+            return {int(index): str(name) for name, index in labels.items() if int(index) > 0}
+        return label_names_from_metadata(read_metadata(self.bundle_dir), self.bundle_dir / METADATA)
 
     def _inference_network(self) -> nn.Module:
         """The bundle's ``inference_network`` (the network, wrapped for TTA when ``tta`` is set), else the same
@@ -245,13 +290,13 @@ class Segmenter:
         start = time.perf_counter()
         try:
             data = self.preprocessing({"image": str(path)})
-        except RuntimeError as err:
+        except Exception as err:
             # MONAI's Compose wraps a transform's exception in "applying transform ...": hand on the reader's
             # MedsegError (file and problem named) rather than the wrapper.
-            cause = _medseg_cause(err)
-            if cause is None:
+            unwrapped = unwrap_medseg_error(err)
+            if unwrapped is err:
                 raise
-            raise cause from err
+            raise unwrapped from err
         scan, read_seconds = self._reader.take_scan()
         clock.seconds["read"] = clock.seconds.get("read", 0.0) + read_seconds
         clock.seconds["preprocess"] = clock.seconds.get("preprocess", 0.0) + time.perf_counter() - start - read_seconds
@@ -261,13 +306,15 @@ class Segmenter:
             scores = self._scores(image)
         grid_size = scan.image.GetSize()
         with clock.stage("invert"):
+            if self.inversion != "invertd":
+                scores, model_affine = self._unpadded(scores, image)
             if self.inversion == "slabs":
-                labels = labels_on_grid(scores, image.affine, ras_affine(scan.image), grid_size)
+                labels = labels_on_grid(scores, model_affine, ras_affine(scan.image), grid_size)
             elif self.inversion == "nearest":
                 model_labels = scores.argmax(dim=0, keepdim=True).to(torch.float32)
                 del scores
                 labels = labels_on_grid(
-                    model_labels, image.affine, ras_affine(scan.image), grid_size, interpolation="nearest"
+                    model_labels, model_affine, ras_affine(scan.image), grid_size, interpolation="nearest"
                 )
             else:
                 labels = self._invertd(scores, data)
@@ -283,46 +330,34 @@ class Segmenter:
         )
 
     def _scores(self, image: MetaTensor) -> torch.Tensor:
-        """Softmax probabilities ``(C, X', Y', Z')`` on the model grid, float32 on the CPU."""
-        inputs, keep = self._pad_to_window(image.as_tensor())
+        """Softmax probabilities ``(C, X', Y', Z')`` on the model grid (padded as the chain padded it), float32 on
+        the CPU."""
         with torch.inference_mode():
-            logits = self.inferer(inputs[None].to(self.device), self._predictor)
+            logits = self.inferer(image.as_tensor()[None].to(self.device), self._predictor)
         if isinstance(logits, (tuple, list)):  # deep-supervision networks return the main head first
             logits = logits[0]
-        logits = torch.as_tensor(logits)[0].float()[keep]
+        logits = torch.as_tensor(logits)[0].float()
         if logits.shape[0] != len(self.label_names) + 1:
+            source = self.model_config_file or self.bundle_dir / METADATA
             raise MedsegError(
-                self.bundle_dir / METADATA,
-                f"the network predicts {logits.shape[0]} classes but the metadata names {len(self.label_names) + 1}",
+                source,
+                f"the network predicts {logits.shape[0]} classes but the labels here name {len(self.label_names) + 1}",
             )
         return torch.softmax(logits, dim=0).cpu()
 
-    def _window_shape(self, spatial_shape: Sequence[int]) -> list[int]:
-        """The inferer's window over the model grid's axes (1 along a 2D slice inferer's slicing axis)."""
-        roi = [int(n) for n in getattr(self.inferer, "roi_size", ())]
-        if len(roi) == len(spatial_shape):
-            return roi
-        slice_axis = getattr(self.inferer, "spatial_dim", None)
-        if len(roi) == len(spatial_shape) - 1 and slice_axis is not None:
-            roi.insert(int(slice_axis), 1)
-            return roi
-        return [1] * len(spatial_shape)
-
-    def _pad_to_window(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[slice, ...]]:
-        """Mirror-pad ``image`` (C, X', Y', Z') up to the inferer's window where it is smaller, and the index that
-        crops the prediction back. The inferer pads with torch's ``reflect``, which fails when the padding
-        exceeds the image (a body crop thinner than a third of the window, e.g. the IBSI 5 cm crops); MONAI's
-        ``pad_nd`` in ``symmetric`` mode (numpy) mirrors repeatedly and never fails."""
-        spatial = image.shape[1:]
-        window = self._window_shape(spatial)
-        to_pad = [(0, 0)]
-        to_pad += [
-            ((w - n) // 2, w - n - (w - n) // 2) if n < w else (0, 0) for n, w in zip(spatial, window, strict=True)
-        ]
-        keep = (slice(None), *(slice(low, low + n) for (low, _), n in zip(to_pad[1:], spatial, strict=True)))
-        if all(low == 0 and high == 0 for low, high in to_pad):
-            return image, keep
-        return torch.as_tensor(pad_nd(image, to_pad, mode="symmetric")), keep
+    def _unpadded(self, scores: torch.Tensor, image: MetaTensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``scores`` (C, X', Y', Z') without the chain's trailing padding (MONAI ``Invertd`` of those transforms
+        alone: a crop), and the affine of the grid they are then on."""
+        if self._padding is None:
+            return scores, image.affine
+        # The size before the first trailing pad: when it is the size now, nothing was padded (a scan at least
+        # as large as the window), and the probabilities are used as they are, without a copy.
+        first_pad = image.applied_operations[-len(self._padding.transforms)]
+        if tuple(int(n) for n in first_pad[TraceKeys.ORIG_SIZE]) == tuple(scores.shape[1:]):
+            return scores, image.affine
+        data: dict[Hashable, Any] = {"image": image, "pred": MetaTensor(scores)}
+        unpadded = Invertd(keys="pred", transform=self._padding, orig_keys="image", nearest_interp=False)(data)["pred"]
+        return unpadded.as_tensor(), unpadded.affine
 
     def _invertd(self, scores: torch.Tensor, data: dict[Hashable, Any]) -> np.ndarray:
         """MONAI's own inversion: ``Invertd`` of every class's probabilities, then the argmax (full memory)."""

@@ -14,7 +14,9 @@ that batches collate).
 Input problems surface as medseg's :class:`~medseg.errors.MedsegError`, not as MONAI's generic "cannot find a
 suitable reader": ``LoadImage`` swallows exceptions raised in ``read`` (to try its other readers, which would
 bypass the geometry guard) but not those raised in ``get_data``, so ``read`` hands the error on and ``get_data``
-raises it.
+raises it. MONAI's ``Compose`` (and ConfigParser, and the engines running a data loader) then wrap it in
+``RuntimeError("applying transform ...")``; :func:`unwrap_medseg_error` finds it again, so whoever runs a chain with
+this reader can show the one-line error that names the file.
 """
 
 from __future__ import annotations
@@ -92,6 +94,30 @@ class MedsegReader(ImageReader):
             return arrays[0], first
         first[MetaKeys.ORIGINAL_CHANNEL_DIM] = 0
         return np.stack(arrays, axis=0), first
+
+
+def unwrap_medseg_error(exc: BaseException) -> BaseException:
+    """The first :class:`MedsegError` in ``exc``'s chain (``exc`` itself, then its ``__cause__`` or
+    ``__context__``, and so on), else ``exc`` itself.
+
+    Use it where a transform chain that may hold :class:`MedsegReader` runs::
+
+        try:
+            data = preprocessing({"image": path})
+        except Exception as err:
+            unwrapped = unwrap_medseg_error(err)
+            if unwrapped is err:
+                raise
+            raise unwrapped from err
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, MedsegError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return exc
 
 
 def _meta(scan: Scan) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 programs, and for merging the summaries of several shards into one).
 
 A row holds the case's status and error, the series that was chosen, the input geometry, the volume of each organ
-in mL, the seconds of each stage, the peak memory and the QA flags. Both files are written atomically, so a
+in mL, the seconds of each stage, the peak memory, the QA flags and the warnings (what the reader noticed or
+repaired, outputs that were skipped and why). Both files are written atomically, so a
 summary rewritten after every case is never half written when a run is killed.
 """
 
@@ -30,6 +31,8 @@ SUMMARY_FORMAT_VERSION = 1
 STATUSES = ("ok", "failed", "skipped")
 _VOLUME_PREFIX = "volume_ml:"
 _SECONDS_PREFIX = "seconds:"
+# Warnings are sentences (they may hold ";" or ","): joined with a separator they do not use.
+WARNINGS_SEPARATOR = " | "
 
 
 def utc_now() -> str:
@@ -55,6 +58,8 @@ class CaseRecord:
         seconds: stage name -> wall seconds.
         peak_memory_mb: peak resident memory while the case ran, MiB.
         qa_flags: QA flags as ``code:organ`` strings.
+        warnings: one line each: the reader's warnings (e.g. a repaired geometry, a series chosen among several)
+            and the outputs that were skipped, with the reason.
         outputs: files written for the case, relative to the output root.
         finished_at: when the case finished (ISO 8601 UTC); decides which record wins a merge.
     """
@@ -72,6 +77,7 @@ class CaseRecord:
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     peak_memory_mb: float | None = None
     qa_flags: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
     outputs: list[str] = dataclasses.field(default_factory=list)
     finished_at: str = dataclasses.field(default_factory=utc_now)
 
@@ -124,12 +130,14 @@ def _join(values: Sequence[float] | None, digits: int = 6) -> str:
 
 def summary_csv_text(records: Sequence[CaseRecord]) -> str:
     """The CSV text: fixed columns, then one ``volume_ml:<organ>`` and one ``seconds:<stage>`` column per organ
-    and stage seen in any record (empty where a case has none), QA flags joined with ``;``."""
+    and stage seen in any record (empty where a case has none), QA flags joined with ``;``, warnings (each on one
+    line) joined with :data:`WARNINGS_SEPARATOR`."""
     organs = _ordered_union(record.volumes_ml for record in records)
     stages = _ordered_union(record.seconds for record in records)
     header = ["case_id", "status", "error", "input", "series", "size", "spacing_mm", "origin_mm", "direction"]
     header += [_VOLUME_PREFIX + organ for organ in organs]
-    header += [_SECONDS_PREFIX + stage for stage in stages] + ["peak_memory_mb", "qa_flags", "finished_at"]
+    header += [_SECONDS_PREFIX + stage for stage in stages]
+    header += ["peak_memory_mb", "qa_flags", "warnings", "finished_at"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -147,7 +155,8 @@ def summary_csv_text(records: Sequence[CaseRecord]) -> str:
         ]
         row += [_number(record.volumes_ml.get(organ), 2) for organ in organs]
         row += [_number(record.seconds.get(stage), 2) for stage in stages]
-        row += [_number(record.peak_memory_mb, 0), ";".join(record.qa_flags), record.finished_at]
+        warnings = WARNINGS_SEPARATOR.join(" ".join(warning.split()) for warning in record.warnings)
+        row += [_number(record.peak_memory_mb, 0), ";".join(record.qa_flags), warnings, record.finished_at]
         writer.writerow(row)
     return buffer.getvalue()
 

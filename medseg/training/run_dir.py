@@ -2,7 +2,8 @@
 
 Layout of ``output_dir``::
 
-    run_config.json          the model-defining options of this run (reusable as ``--args_file`` for evaluation)
+    run_config.json          what defines the model of this run (medseg.training.model_config.MODEL_KEYS): evaluation
+                             and inference find it above checkpoints/; shipped as models/model_config.json
     train.log                the log of every run in this folder (appended on resume)
     metrics.csv              one row per epoch (medseg.training.epoch_report.EpochReport)
     checkpoints/checkpoint_epoch=N.pt   the latest epoch: model, optimizer, scheduler, trainer, best-model tracker

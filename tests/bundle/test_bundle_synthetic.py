@@ -68,17 +68,17 @@ def test_train_then_resume_continues_at_the_next_epoch(trained: Path) -> None:
     assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == ["checkpoint_epoch=2.pt", "model_best.pt"]
     config = json.loads((trained / "run_config.json").read_text())
     assert config["patch_size"] == [32, 32, 32] and config["labels"]["Bone"] == 3
+    assert config["class_names"] == ["Ball", "Rod", "Bone"] and config["num_classes"] == 4
 
 
 def test_evaluate_writes_per_case_dice_and_hd95(trained: Path, synthetic_msd: Path, tmp_path: Path) -> None:
+    # no --args_file: evaluate.json takes the model's options from the run_config.json above the checkpoint
     out = tmp_path / "evaluation"
     run_bundle(
         [
             "run",
             "--config_file",
             EVAL_CONFIGS,
-            "--args_file",
-            str(trained / "run_config.json"),
             "--dataset_dir",
             str(synthetic_msd),
             "--ckpt_path",
@@ -97,14 +97,13 @@ def test_evaluate_writes_per_case_dice_and_hd95(trained: Path, synthetic_msd: Pa
 
 
 def test_inference_writes_uint8_masks_on_the_input_grid(trained: Path, synthetic_msd: Path, tmp_path: Path) -> None:
+    # no --args_file: inference.json takes the model's options from the run_config.json above the checkpoint
     out = tmp_path / "masks"
     run_bundle(
         [
             "run",
             "--config_file",
             INFER_CONFIGS,
-            "--args_file",
-            str(trained / "run_config.json"),
             "--ckpt_path",
             str(trained / "checkpoints" / "model_best.pt"),
             "--input_dir",

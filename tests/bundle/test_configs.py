@@ -16,7 +16,10 @@ from monai.inferers import SlidingWindowInferer
 from monai.transforms import Compose, Invertd
 
 from medseg.datasets import label_names
+from medseg.errors import ManifestError
+from medseg.io.monai_reader import unwrap_medseg_error
 from medseg.networks import AxialSliceInferer
+from medseg.training.model_config import MODEL_KEYS, read_model_config
 from tests.bundle.conftest import BUNDLE, CONFIGS
 from tests.bundle.synthetic import LABELS, SHAPE, synthetic_affine
 
@@ -34,6 +37,36 @@ def synthetic_parser(folder: Path, files: tuple[str, ...] = ("train.json",), **o
     options = {"dataset_name": "synthetic", "dataset_dir": str(folder), "channels": [4, 8, 16], "num_workers": 0}
     options.update(overrides)
     return parse(files, **options)
+
+
+def write_model_config(folder: Path, **changes: Any) -> Path:
+    """A synthetic model's ``model_config.json`` in ``folder``; returns the (absent) weights path beside it."""
+    config = {
+        "dataset_name": "synthetic",
+        "labels": dict(LABELS),
+        "spacing": [4.0, 4.0, 3.0],
+        "hu_window": "soft_tissue",
+        "body_threshold_hu": -500,
+        "spatial_dims": 3,
+        "slice_neighbours": 0,
+        "patch_size": [32, 32, 32],
+        "network": "unet",
+        "channels": [4, 8, 16],
+        "num_res_units": 1,
+        "norm": "instance",
+        "dropout": 0.0,
+        "deep_supervision": True,
+        **changes,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model_config.json").write_text(json.dumps(config))
+    return folder / "model.pt"
+
+
+@pytest.fixture
+def no_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any look at data_manifest.json fails from here on."""
+    monkeypatch.setattr("medseg.config.MANIFEST_PATH", tmp_path / "no" / "data_manifest.json")
 
 
 def test_user_path_and_bundle_layout() -> None:
@@ -71,7 +104,8 @@ def _case(folder: Path, case_id: str = "case_000") -> dict[str, str]:
 
 
 def test_one_chain_is_ras_resampled_windowed_cropped_and_invertible(synthetic_msd: Path) -> None:
-    parser = synthetic_parser(synthetic_msd, spacing=[2.0, 2.0, 2.0])
+    # windows smaller than the body crop: no padding here (see the next test)
+    parser = synthetic_parser(synthetic_msd, spacing=[2.0, 2.0, 2.0], patch_size=[32, 32, 32])
     preprocessing: Compose = parser.get_parsed_content("preprocessing")
     assert parser.get_parsed_content("validate#preprocessing") is preprocessing  # validation reuses it
     out = preprocessing(_case(synthetic_msd))
@@ -136,8 +170,69 @@ def test_augmentation_switch_and_no_left_right_flips(synthetic_msd: Path) -> Non
     assert [type(t).__name__ for t in off.get_parsed_content("random_transforms")] == names[:2]
 
 
-def test_inference_overlay_exposes_what_a_python_caller_needs(synthetic_msd: Path) -> None:
-    parser = synthetic_parser(synthetic_msd, files=("train.json", "inference.json"), patch_size=[32, 32, 32])
+def test_run_config_holds_every_key_that_defines_the_model(synthetic_msd: Path, tmp_path: Path) -> None:
+    parser = synthetic_parser(synthetic_msd, spatial_dims=2, slice_neighbours=1, patch_size=[32, 32])
+    run_config = parser.get_parsed_content("run_config")
+    assert set(MODEL_KEYS) <= set(run_config)
+    assert run_config["class_names"] == ["Ball", "Rod", "Bone"] and run_config["num_classes"] == 4
+    assert run_config["in_channels"] == 3 and run_config["spacing"] == [4.0, 4.0, 3.0]
+    (tmp_path / "run_config.json").write_text(json.dumps(run_config))
+    assert read_model_config(tmp_path / "run_config.json") == run_config  # consistent as written
+
+
+@pytest.mark.parametrize("overlay", ["inference.json", "evaluate.json"])
+def test_inference_and_evaluation_take_the_model_from_its_config_not_the_manifest(
+    overlay: str, tmp_path: Path, no_manifest: None
+) -> None:
+    content = json.loads((CONFIGS / overlay).read_text())
+    assert content["model_config"] == "$medseg.training.load_model_config(@ckpt_path)"
+    assert {key: content.get(key) for key in MODEL_KEYS} == {key: f"$@model_config['{key}']" for key in MODEL_KEYS}
+    if overlay == "evaluate.json":  # evaluated on the validation split of the dataset it was trained on
+        assert content["dataset_name"] == "$@model_config['dataset_name']"
+    # spacing and labels unlike any dataset's: they can only come from the model config
+    weights = write_model_config(tmp_path / "run", spacing=[3.0, 2.5, 2.0], labels={"background": 0, "Tumour": 1})
+    parser = parse(("train.json", overlay), ckpt_path=str(weights), device="cpu")
+    assert parser.get_parsed_content("spacing") == [3.0, 2.5, 2.0]
+    assert parser.get_parsed_content("class_names") == ["Tumour"] and parser.get_parsed_content("num_classes") == 2
+    spacing = next(t for t in parser.get_parsed_content("preprocessing").transforms if type(t).__name__ == "Spacingd")
+    assert spacing.spacing_transform.pixdim.tolist() == [3.0, 2.5, 2.0]
+    network = parser.get_parsed_content("network_def")
+    assert network(torch.zeros(1, 1, 32, 32, 32)).shape == (1, 2, 32, 32, 32)
+    with pytest.raises(RuntimeError) as caught:  # the manifest really is out of reach: training needs it
+        parse(("train.json",), device="cpu").get_parsed_content("spacing")
+    assert isinstance(unwrap_medseg_error(caught.value), ManifestError)
+
+
+def test_small_crops_are_mirror_padded_to_the_window_and_the_padding_is_undone(synthetic_msd: Path) -> None:
+    # 96^3 windows against a body crop of about 30 x 26 x 40 voxels: torch's reflect padding inside the sliding
+    # window cannot pad more than the image size, so the chain pads first (numpy "symmetric": mirrors repeatedly).
+    parser = synthetic_parser(synthetic_msd, patch_size=[96, 96, 96])
+    assert parser.get_parsed_content("validate#preprocessing") is parser.get_parsed_content("preprocessing")
+    out = parser.get_parsed_content("preprocessing")(_case(synthetic_msd))
+    image, label = out["image"], out["label"]
+    assert tuple(image.shape[1:]) == (96, 96, 96) and all(n < 48 for n in label.shape[1:])
+    assert image.applied_operations[-1]["class"] == "SpatialPad"
+    crop_in_pad = tuple(slice((96 - n) // 2, (96 - n) // 2 + n) for n in label.shape[1:])
+    # the sliding window runs on the padded image (reflect padding would raise here)
+    network = parser.get_parsed_content("network_def").eval()
+    with torch.no_grad():
+        logits = parser.get_parsed_content("inferer")(image[None], network)[0]
+    # validation crops the prediction back onto the label's grid before the Dice
+    out["pred"] = MetaTensor(logits)
+    post = parser.get_parsed_content("validate#postprocessing")(out)
+    assert post["pred"].shape == post["label"].shape == (4, *label.shape[1:])
+    np.testing.assert_array_equal(post["pred"].argmax(0), logits[(slice(None), *crop_in_pad)].argmax(0))
+    # the full inversion (inference, evaluation) undoes the padding with the rest of the chain
+    fresh = parser.get_parsed_content("preprocessing")(_case(synthetic_msd))
+    fresh["pred"] = MetaTensor(logits.argmax(0, keepdim=True).float())
+    restored = Invertd(keys="pred", transform=parser.get_parsed_content("preprocessing"), orig_keys="image")(fresh)
+    assert restored["pred"].shape == (1, *SHAPE)
+    assert np.allclose(restored["pred"].affine.numpy(), synthetic_affine(), atol=1e-6)
+
+
+def test_inference_overlay_exposes_what_a_python_caller_needs(synthetic_msd: Path, tmp_path: Path) -> None:
+    weights = str(write_model_config(tmp_path, labels=dict(LABELS)))
+    parser = synthetic_parser(synthetic_msd, files=("train.json", "inference.json"), ckpt_path=weights)
     for key in ("network_def", "preprocessing", "inferer", "postprocessing"):
         assert parser.get_parsed_content(key) is not None
     steps = [type(t).__name__ for t in parser.get_parsed_content("postprocessing").transforms]
@@ -145,7 +240,7 @@ def test_inference_overlay_exposes_what_a_python_caller_needs(synthetic_msd: Pat
     inferer = parser.get_parsed_content("inferer")
     assert inferer.overlap == 0.5 and inferer.mode == "gaussian"
     probs = synthetic_parser(
-        synthetic_msd, files=("train.json", "inference.json"), patch_size=[32, 32, 32], invert_probabilities=True
+        synthetic_msd, files=("train.json", "inference.json"), ckpt_path=weights, invert_probabilities=True
     )
     steps = [type(t).__name__ for t in probs.get_parsed_content("postprocessing").transforms]
     assert steps == ["Activationsd", "Invertd", "AsDiscreted", "SaveImaged"]

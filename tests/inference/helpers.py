@@ -1,8 +1,9 @@
-"""A test copy of the real ``ct_unet`` bundle: the same configs with a smaller U-Net and seeded random weights.
+"""A test copy of the real ``ct_unet`` bundle: the same configs with a small U-Net's seeded random weights and its
+``models/model_config.json``, as a shipped model has them.
 
 Geometry, format and batch tests need the bundle's real transform chain and inferer, not a good model; a small
-network keeps each case to about a second on 2 CPU cores. The overrides go into the copy's ``inference.json``, so
-the command line (which takes no overrides) runs the copy as it is.
+network keeps each case to about a second on 2 CPU cores. Inference settings go into the copy's
+``inference.json``, so the command line (which takes no overrides) runs the copy as it is.
 """
 
 from __future__ import annotations
@@ -21,35 +22,67 @@ from medseg.config import REPO_ROOT
 from medseg.inference.bundle import inference_config_files
 
 REAL_BUNDLE = REPO_ROOT / "bundles" / "ct_unet"
-SMALL_NETWORK = {
+# What the test model was "trained" with: models/model_config.json of the test bundle.
+MODEL_CONFIG: dict[str, Any] = {
+    "dataset_name": "openkbp",
+    "labels": {
+        "background": 0,
+        "Brainstem": 1,
+        "SpinalCord": 2,
+        "RightParotid": 3,
+        "LeftParotid": 4,
+        "Esophagus": 5,
+        "Larynx": 6,
+        "Mandible": 7,
+    },
+    "spacing": [4.688, 4.688, 2.5],
+    "image_reader": "NibabelReader",
+    "hu_window": "head_neck",
+    "body_threshold_hu": -500,
+    "spatial_dims": 3,
+    "slice_neighbours": 0,
+    "patch_size": [64, 64, 64],
+    "network": "unet",
     "channels": [8, 16, 32, 64],
     "num_res_units": 1,
-    "patch_size": [64, 64, 64],
-    "sw_batch_size": 2,
-    "overlap": 0.25,
+    "norm": "instance",
+    "dropout": 0.0,
+    "deep_supervision": True,
 }
+# Inference settings of the test bundle's inference.json.
+INFERENCE_SETTINGS = {"sw_batch_size": 2, "overlap": 0.25}
 
 
 def make_test_bundle(
     destination: Path, seed: int = 0, with_model: bool = True, overrides: dict[str, Any] | None = None
 ) -> Path:
-    """Copy the real bundle's configs to ``destination`` with :data:`SMALL_NETWORK` (and ``overrides``) and, if
-    ``with_model``, seeded random weights in ``models/model.pt``."""
+    """Copy the real bundle's configs to ``destination`` and, if ``with_model``, write seeded random weights in
+    ``models/model.pt`` with their ``models/model_config.json`` (:data:`MODEL_CONFIG`, updated with the
+    ``overrides`` that are model keys; the other overrides go into ``inference.json`` with
+    :data:`INFERENCE_SETTINGS`)."""
+    from medseg.training.model_config import MODEL_KEYS, read_model_config
+
     if destination.exists():
         shutil.rmtree(destination)
-    shutil.copytree(REAL_BUNDLE, destination, ignore=shutil.ignore_patterns("*.pt", "*.ts", "runs"))
+    shutil.copytree(REAL_BUNDLE, destination, ignore=shutil.ignore_patterns("*.pt", "*.ts", "model_config.json"))
+    model_config = dict(MODEL_CONFIG)
+    settings = dict(INFERENCE_SETTINGS)
+    for key, value in (overrides or {}).items():
+        (model_config if key in MODEL_KEYS else settings)[key] = value
     inference = destination / "configs" / "inference.json"
     config = json.loads(inference.read_text())
-    config.update(SMALL_NETWORK)
-    config.update(overrides or {})
+    config.update(settings)
     inference.write_text(json.dumps(config, indent=1))
     if with_model:
+        models = destination / "models"
+        models.mkdir(exist_ok=True)
+        (models / "model_config.json").write_text(json.dumps(model_config, indent=1))
         parser = ConfigParser()
         parser.read_config([str(path) for path in inference_config_files(destination)])
+        parser.update({key: value for key, value in read_model_config(models / "model_config.json").items()})
         torch.manual_seed(seed)
         network = parser.get_parsed_content("network_def")
-        (destination / "models").mkdir(exist_ok=True)
-        torch.save(network.state_dict(), destination / "models" / "model.pt")
+        torch.save(network.state_dict(), models / "model.pt")
     return destination
 
 

@@ -53,9 +53,14 @@ def test_a_corrupt_case_is_recorded_and_the_batch_goes_on(segmenter: Segmenter, 
     assert set(ok.volumes_ml) == set(segmenter.label_names.values())
     # Non-DICOM input: the DICOM formats are skipped with a reason, not failed.
     assert "output_skipped:dicom-seg" in ok.qa_flags and "output_skipped:rtstruct" in ok.qa_flags
+    assert ok.warnings == [
+        "dicom-seg not written: input is nifti, not DICOM",
+        "rtstruct not written: input is nifti, not DICOM",
+    ]
     assert ok.outputs == sorted(ok.outputs) or len(ok.outputs) == 4
     csv_rows = (tmp_path / "out" / "summary.csv").read_text().splitlines()
     assert len(csv_rows) == 4 and "volume_ml:Brainstem" in csv_rows[0]
+    assert "dicom-seg not written: input is nifti, not DICOM | rtstruct not written" in csv_rows[1]
 
 
 def test_resume_skips_complete_cases_and_redoes_incomplete_ones(segmenter: Segmenter, tmp_path: Path) -> None:
@@ -103,11 +108,10 @@ def test_dicom_input_gets_dicom_seg_and_rtstruct(segmenter: Segmenter, tmp_path:
     from tests.io.dicom_factory import write_series
 
     volume = sitk.GetArrayFromImage(body_phantom(size_xyz=(40, 32, 10)))
+    # written without PatientBirthDate, PatientSex, ReferringPhysicianName (type 2), as de-identification leaves
+    # series: the writers add them empty
     files = write_series(tmp_path / "in" / "patient 7" / "CT", volume, pixel_spacing=(2.5, 2.0), step=3.0)
-    for path in files:  # type-2 patient attributes that highdicom 0.28 insists on
-        dataset = pydicom.dcmread(path)
-        dataset.PatientBirthDate, dataset.PatientSex, dataset.ReferringPhysicianName = "", "O", ""
-        dataset.save_as(path)
+    assert "PatientBirthDate" not in pydicom.dcmread(files[0])
     # A folder holding one series folder is one case, named after the folder.
     result = segment_folder(tmp_path / "in" / "patient 7", tmp_path / "out", segmenter=segmenter, progress=False)
     record = result.records[0]
@@ -119,6 +123,32 @@ def test_dicom_input_gets_dicom_seg_and_rtstruct(segmenter: Segmenter, tmp_path:
     assert referenced <= source_uids
     assert (folder / "patient_7_rtstruct.dcm").is_file()
     assert not [flag for flag in record.qa_flags if flag.startswith("output_skipped")]
+
+
+def test_reader_warnings_and_skipped_outputs_reach_the_summary(test_bundle: Path, tmp_path: Path) -> None:
+    from tests.io.dicom_factory import write_series
+
+    volume = sitk.GetArrayFromImage(body_phantom(size_xyz=(40, 32, 8)))
+    offsets = [0.0, 2.5, 5.0, 10.0, 12.5, 15.0, 17.5, 20.0]  # a slice missing after the third
+    write_series(tmp_path / "in" / "uneven", volume, positions=[(-40.0, -30.0, 100.0 + z) for z in offsets])
+    repairing = Segmenter(test_bundle, device="cpu", fix_geometry=True)
+    result = segment_folder(tmp_path / "in", tmp_path / "out", segmenter=repairing, progress=False)
+    record = result.records[0]
+    assert record.status == "ok", record.error
+    repairs = [flag for flag in record.qa_flags if flag == "geometry_repaired"]
+    assert repairs and len(record.warnings) == len(repairs) + 2  # the repairs, then the two DICOM outputs
+    assert record.warnings[-2:] == [
+        f"{fmt} not written: the reader resampled the series to repair its geometry, so the mask's planes are not "
+        "its slices"
+        for fmt in ("dicom-seg", "rtstruct")
+    ]
+    (summary,) = read_summary(tmp_path / "out" / "summary.json")
+    assert summary.warnings == record.warnings
+    row = (tmp_path / "out" / "summary.csv").read_text().splitlines()[1]
+    assert all(warning in row for warning in record.warnings[:-2])
+    # a resumed batch reports the same warnings (the record comes back from case.json)
+    again = segment_folder(tmp_path / "in", tmp_path / "out", segmenter=repairing, progress=False)
+    assert again.records[0].warnings == record.warnings
 
 
 def test_output_inside_input_is_refused(segmenter: Segmenter, tmp_path: Path) -> None:

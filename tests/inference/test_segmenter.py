@@ -146,3 +146,103 @@ def test_bundle_without_weights_fails_before_any_case(tmp_path: Path) -> None:
     bundle = make_test_bundle(tmp_path / "ct_unet", with_model=False)
     with pytest.raises(MedsegError, match="no trained weights"):
         Segmenter(bundle, device="cpu")
+
+
+@pytest.fixture
+def no_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any look at data_manifest.json fails from here on."""
+    monkeypatch.setattr("medseg.config.MANIFEST_PATH", tmp_path / "no" / "data_manifest.json")
+
+
+def test_the_model_config_beside_the_weights_defines_the_model_not_the_manifest(
+    tmp_path: Path, no_manifest: None
+) -> None:
+    from tests.inference.helpers import body_phantom
+
+    # a spacing no dataset fingerprint gives: it can only come from models/model_config.json
+    bundle = make_test_bundle(tmp_path / "ct_unet", overrides={"spacing": [3.0, 2.5, 2.0]})
+    segmenter = Segmenter(bundle, device="cpu")
+    assert segmenter.model_config_file == bundle / "models" / "model_config.json"
+    spacing = next(t for t in segmenter.preprocessing.transforms if type(t).__name__ == "Spacingd")
+    assert spacing.spacing_transform.pixdim.tolist() == [3.0, 2.5, 2.0]  # type: ignore[attr-defined]
+    path = tmp_path / "phantom.nii.gz"
+    sitk.WriteImage(body_phantom(), str(path))
+    result = segmenter.segment(path)
+    _check_on_scan_grid(result.labels, path)
+    # the model grid: the phantom's 96 x 100 x 72 mm at 3 x 2.5 x 2 mm, cropped to the body, padded to 64^3
+    assert result.model_shape == (64, 64, 64)
+    # another spacing in the model config is another model: its outputs are redone on resume
+    other = make_test_bundle(tmp_path / "ct_unet_4mm", overrides={"spacing": [4.0, 4.0, 4.0]})
+    assert Segmenter(other, device="cpu").settings()["config_sha256"] != segmenter.settings()["config_sha256"]
+
+
+def test_a_model_file_brings_its_run_config(test_bundle: Path, tmp_path: Path, no_manifest: None) -> None:
+    import json
+
+    import torch
+    from monai.bundle import ConfigParser
+
+    from medseg.inference.bundle import inference_config_files
+    from medseg.training.model_config import read_model_config
+    from tests.inference.helpers import MODEL_CONFIG, body_phantom
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    run_config = dict(MODEL_CONFIG, labels={"background": 0, "Brainstem": 1, "Tumour": 2}, channels=[4, 8, 16])
+    (run / "run_config.json").write_text(json.dumps(run_config))
+    parser = ConfigParser()
+    parser.read_config([str(p) for p in inference_config_files(test_bundle)])
+    parser.update(read_model_config(run / "run_config.json"))
+    torch.save({"model": parser.get_parsed_content("network_def").state_dict()}, run / "checkpoints" / "model_best.pt")
+
+    segmenter = Segmenter(test_bundle, device="cpu", model_file=run / "checkpoints" / "model_best.pt")
+    assert segmenter.model_config_file == run / "run_config.json"
+    assert segmenter.label_names == {1: "Brainstem", 2: "Tumour"}
+    path = tmp_path / "phantom.nii.gz"
+    sitk.WriteImage(body_phantom(), str(path))
+    labels = segmenter.segment(path).labels  # held: an array view must not outlive its image
+    assert set(np.unique(sitk.GetArrayViewFromImage(labels)).tolist()) <= {0, 1, 2}
+
+    lone = tmp_path / "elsewhere" / "weights.pt"
+    lone.parent.mkdir()
+    lone.write_bytes((run / "checkpoints" / "model_best.pt").read_bytes())
+    with pytest.raises(MedsegError, match=r"no model_config\.json or run_config\.json"):
+        Segmenter(test_bundle, device="cpu", model_file=lone)
+
+
+def test_padding_up_to_the_window_never_reaches_the_scan(tmp_path: Path) -> None:
+    """A body far smaller than the window: the chain mirror-pads its crop, and the padding is undone before the
+    predictions go back to the scan's grid, exactly as MONAI's Invertd of the whole chain undoes it."""
+    from tests.inference.helpers import body_phantom
+
+    bundle = make_test_bundle(tmp_path / "ct_unet", overrides={"patch_size": [96, 96, 96], "channels": [4, 8, 16]})
+    # a 24 x 20 x 16 mm body in the middle of 120 x 120 x 60 mm of air: the padding would land in the air
+    body = sitk.GetArrayFromImage(body_phantom(size_xyz=(24, 20, 16), spacing=(1.0, 1.0, 1.0)))
+    scan = np.full((60, 120, 120), -1000, dtype=np.int16)
+    scan[22:38, 50:70, 48:72] = body
+    image = sitk.GetImageFromArray(scan)
+    path = tmp_path / "small_body.nii.gz"
+    sitk.WriteImage(image, str(path))
+    results = {
+        inversion: Segmenter(bundle, device="cpu", inversion=inversion, postprocess=False).segment(path)
+        for inversion in ("slabs", "invertd", "nearest")
+    }
+    assert results["slabs"].model_shape == (96, 96, 96)
+    slabs = sitk.GetArrayViewFromImage(results["slabs"].labels)
+    # (they differ on one plane at the body crop's border, as before the padding moved into the chain)
+    assert np.mean(slabs == sitk.GetArrayViewFromImage(results["invertd"].labels)) > 0.995
+    # nothing far from the body: the body crop's margin is 2 voxels of 4.688 mm
+    for labels in (slabs, sitk.GetArrayViewFromImage(results["nearest"].labels)):
+        outside = np.ones(labels.shape, dtype=bool)
+        outside[22 - 8 : 38 + 8, 50 - 12 : 70 + 12, 48 - 12 : 72 + 12] = False
+        assert labels.any() and not labels[outside].any()
+
+
+def test_a_body_larger_than_the_window_is_not_padded(segmenter: Segmenter, tmp_path: Path) -> None:
+    from tests.inference.helpers import body_phantom
+
+    path = tmp_path / "large.nii.gz"
+    sitk.WriteImage(body_phantom(size_xyz=(100, 100, 70), spacing=(4.0, 4.0, 4.0)), str(path))
+    result = segmenter.segment(path)
+    assert all(n > 64 for n in result.model_shape)  # the body crop itself, larger than the 64^3 window
+    _check_on_scan_grid(result.labels, path)

@@ -19,7 +19,13 @@ from monai.transforms import (
 )
 
 from medseg.errors import GeometryError, InputError
-from medseg.io.monai_reader import REPAIRED_KEY, SERIES_UID_KEY, WARNINGS_KEY, MedsegReader
+from medseg.io.monai_reader import (
+    REPAIRED_KEY,
+    SERIES_UID_KEY,
+    WARNINGS_KEY,
+    MedsegReader,
+    unwrap_medseg_error,
+)
 from tests.io.dicom_factory import ramp_volume, rotation, write_series
 
 # LoadImage builds MONAI's default readers too; the GPU DICOM one warns that it has no GPU decoder.
@@ -112,6 +118,25 @@ def test_input_errors_surface_as_medseg_errors_not_as_fallback_readers(tmp_path:
     write_series(tmp_path / "gap", ramp_volume((4, 4, 4)), positions=[(0, 0, 0), (0, 0, 2), (0, 0, 4), (0, 0, 8)])
     with pytest.raises(GeometryError, match="missing slices"):
         load(tmp_path / "gap", MedsegReader())
+
+
+def test_the_error_inside_composes_wrapper_is_found_again(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"\x1f\x8b not a nifti")
+    chain = Compose([LoadImaged(keys="image", reader=MedsegReader), EnsureChannelFirstd(keys="image")])
+    with pytest.raises(RuntimeError, match="applying transform") as caught:
+        chain({"image": str(broken)})
+    unwrapped = unwrap_medseg_error(caught.value)
+    assert isinstance(unwrapped, InputError) and "broken.nii.gz" in str(unwrapped)
+    # a MedsegError is its own answer; an error without one in its chain comes back as it is
+    assert unwrap_medseg_error(unwrapped) is unwrapped
+    plain = RuntimeError("applying transform")
+    plain.__cause__ = ValueError("not medseg")
+    assert unwrap_medseg_error(plain) is plain
+    looped = RuntimeError("a")  # chains with cycles end
+    looped.__context__ = KeyError("b")
+    looped.__context__.__context__ = looped
+    assert unwrap_medseg_error(looped) is looped
 
 
 def test_fix_geometry_passes_through_and_meta_collates(tmp_path: Path) -> None:

@@ -87,3 +87,25 @@ def test_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no summaries"):
         merge_summaries([], tmp_path)
     assert summary_csv_text([]).startswith("case_id,status,error")
+
+
+def test_warnings_reach_both_files_one_line_each_and_older_summaries_still_read(tmp_path: Path) -> None:
+    warned = _ok("c_case")
+    warned.warnings = [
+        "uneven slice spacing: 2.5 mm except 5.0 mm after slice 3;\nresampled to 2.5 mm",
+        "dicom-seg not written: input is nifti, not DICOM",
+    ]
+    csv_path, json_path = write_summary([warned, _ok("d_case")], tmp_path)
+    rows = list(csv.DictReader(csv_path.open(newline="")))
+    assert rows[0]["warnings"] == (
+        "uneven slice spacing: 2.5 mm except 5.0 mm after slice 3; resampled to 2.5 mm | "
+        "dicom-seg not written: input is nifti, not DICOM"
+    )
+    assert rows[1]["warnings"] == "" and rows[0]["qa_flags"] == "missing:Larynx"
+    assert read_summary(json_path)[0].warnings == warned.warnings
+    # a summary written before records had warnings
+    document = json.loads(json_path.read_text())
+    for case in document["cases"]:
+        del case["warnings"]
+    json_path.write_text(json.dumps(document))
+    assert [record.warnings for record in read_summary(json_path)] == [[], []]

@@ -7,6 +7,11 @@ are only now adopting: dcm4chee-arc does not accept it in its default configurat
 dcmqi (Slicer's DICOM SEG plugin) and OHIF/dcmjs added it only in 2025 (dcmqi#518, dcmjs#441, OHIF#5158). The BINARY
 Segmentation Storage class (1.2.840.10008.5.1.4.1.1.66.4) is read by every DICOM SEG consumer. Empty frames are
 left out (highdicom's default), so the 1-bit frames stay small.
+
+Source headers are used as they are, quirks included: missing type-2 patient/study attributes are added empty (on
+copies, see :mod:`medseg.io.writers.source_headers`) and values longer than their VR allows (the IBSI series' 17-18
+character StudyID and AccessionNumber in SH) are copied with pydicom's value validation off, rather than warned
+about once per attribute.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+import pydicom.config
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
@@ -26,6 +32,7 @@ from medseg import __version__
 from medseg.io.atomic import atomic_path
 from medseg.io.writers.geometry import check_source_references, label_array, source_slice_indices
 from medseg.io.writers.labels import LabelInfo, check_label_table, present_labels
+from medseg.io.writers.source_headers import with_type2_attributes
 
 SEGMENTATION_TYPES = ("BINARY", "LABELMAP")
 
@@ -80,6 +87,8 @@ def write_dicom_seg(
     Raises:
         GeometryError: if the label map's planes do not match the source images one to one.
         InputError: if a source image lacks a UID the reference needs (see ``check_source_references``).
+
+    ``source_images`` are not modified.
     """
     if segmentation_type not in SEGMENTATION_TYPES:
         raise ValueError(f"segmentation_type must be one of {SEGMENTATION_TYPES}, got {segmentation_type!r}")
@@ -92,10 +101,10 @@ def write_dicom_seg(
     check_source_references(source_images)
     plane_of_source = source_slice_indices(labels, source_images)
     # Frame n of the pixel array must be the plane of source_images[n]: sort the sources by plane.
-    sources_by_plane = [source_images[n] for n in np.argsort(plane_of_source)]
+    sources_by_plane = [with_type2_attributes(source_images[n]) for n in np.argsort(plane_of_source)]
     segment_number = np.zeros(256, dtype=np.uint8)
     segment_number[present] = np.arange(1, len(present) + 1)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), pydicom.config.disable_value_validation():
         # highdicom warns about single-component patient names (common after de-identification, "STS_019");
         # the name is copied from the CT as it is, so there is nothing to fix here.
         warnings.filterwarnings("ignore", message=r".*unlikely to represent the intended person name")
@@ -116,6 +125,6 @@ def write_dicom_seg(
             content_description=series_description[:64],
         )
     segmentation.SeriesDescription = series_description[:64]
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, pydicom.config.disable_value_validation():
         segmentation.save_as(tmp)
     return path

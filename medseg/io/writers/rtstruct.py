@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pydicom.config
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -26,6 +27,7 @@ from medseg import __version__
 from medseg.io.atomic import atomic_path
 from medseg.io.writers.geometry import check_source_references, ijk_to_lps, label_array, source_slice_indices
 from medseg.io.writers.labels import ANATOMICAL_STRUCTURE, LabelInfo, check_label_table, present_labels
+from medseg.io.writers.source_headers import TYPE2_PATIENT_STUDY
 
 # Retired "Detached Study Management" class: what RT Referenced Study Sequence items conventionally reference.
 DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
@@ -45,10 +47,6 @@ _COPIED = (
     "ReferringPhysicianName",
     "FrameOfReferenceUID",
     "PositionReferenceIndicator",
-)
-_TYPE2 = frozenset(
-    {"PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID"}
-    | {"AccessionNumber", "ReferringPhysicianName"}
 )
 # A vertex whose neighbouring edges have a cross product below this (pixels²) is collinear and dropped.
 COLLINEAR_TOLERANCE_PX = 1e-3
@@ -183,11 +181,14 @@ def write_rtstruct(
     now = datetime.datetime.now()
 
     dataset = Dataset()
-    for keyword in _COPIED:
-        if keyword in first:
-            setattr(dataset, keyword, first.data_element(keyword).value)  # type: ignore[union-attr]
-        elif keyword in _TYPE2:
-            setattr(dataset, keyword, "")
+    # Copied as they are (the IBSI series' StudyID is 17 characters where SH allows 16), not warned about; type-2
+    # attributes that de-identification removed are added empty.
+    with pydicom.config.disable_value_validation():
+        for keyword in _COPIED:
+            if keyword in first:
+                setattr(dataset, keyword, first.data_element(keyword).value)  # type: ignore[union-attr]
+            elif keyword in TYPE2_PATIENT_STUDY:
+                setattr(dataset, keyword, "")
     dataset.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: any ROI name; copied text is re-encoded on writing
     dataset.SOPClassUID = RTStructureSetStorage
     dataset.SOPInstanceUID = generate_uid()
@@ -236,6 +237,6 @@ def write_rtstruct(
     dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
     dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     dataset.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, pydicom.config.disable_value_validation():
         dataset.save_as(tmp, enforce_file_format=True)
     return path

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+import pydicom
+import pydicom.config
 import pytest
 import SimpleITK as sitk
 from pydicom.uid import SegmentationStorage
@@ -13,6 +16,9 @@ from medseg import __version__
 from medseg.errors import GeometryError, InputError
 from medseg.io.writers.dicom_seg import write_dicom_seg
 from medseg.io.writers.geometry import source_slice_indices
+from medseg.io.writers.labels import label_table
+from medseg.io.writers.rtstruct import write_rtstruct
+from tests.io.dicom_factory import write_series
 from tests.io.writers.conftest import Case, ct_series, synthetic_labels
 
 LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
@@ -91,10 +97,54 @@ def test_empty_mask_writes_nothing_and_bad_geometry_is_refused(oblique_case: Cas
     assert not list(tmp_path.iterdir())
 
 
+def test_series_without_type2_patient_attributes(tmp_path: Path) -> None:
+    """De-identified series often lack PatientBirthDate, PatientSex, ReferringPhysicianName (type 2): both DICOM
+    writers add them empty, on copies of the source headers."""
+    volume = np.full((4, 6, 5), -1000, dtype=np.int16)
+    volume[1:3, 2:5, 1:4] = 40
+    files = write_series(tmp_path / "ct", volume)
+    sources = [pydicom.dcmread(path, stop_before_pixels=True) for path in files]
+    assert not any(keyword in sources[0] for keyword in ("PatientBirthDate", "PatientSex", "ReferringPhysicianName"))
+    keywords = [source.dir() for source in sources]
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(tmp_path / "ct")))
+    ct = reader.Execute()
+    labels = sitk.Cast(ct > 0, sitk.sitkUInt8)
+    table = label_table({1: "GTV"})
+
+    seg = hd.seg.segread(write_dicom_seg(labels, table, sources, tmp_path / "seg.dcm"))
+    assert seg.PatientID == "synthetic" and seg.StudyID == "1"
+    assert seg.PatientBirthDate in ("", None) and seg.PatientSex in ("", None)
+    rtstruct = pydicom.dcmread(write_rtstruct(labels, table, sources, tmp_path / "rt.dcm"))
+    assert rtstruct.PatientBirthDate == "" and rtstruct.ReferringPhysicianName == ""
+    assert [source.dir() for source in sources] == keywords  # the caller's datasets are untouched
+
+
+def test_over_long_source_values_are_copied_without_warnings(oblique_case: Case, tmp_path: Path) -> None:
+    # As in the IBSI series: SH values (16 characters at most) of 17 characters. New elements: an element keeps
+    # the validation mode of its creation.
+    with pydicom.config.disable_value_validation():
+        for source in oblique_case.sources:
+            del source.StudyID, source.AccessionNumber
+            source.StudyID = "IBSI_1_STS_019_CT"
+            source.AccessionNumber = "ACC-2144184978610"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seg_path = write_dicom_seg(oblique_case.labels, oblique_case.table, oblique_case.sources, tmp_path / "s.dcm")
+        rt_path = write_rtstruct(oblique_case.labels, oblique_case.table, oblique_case.sources, tmp_path / "r.dcm")
+    assert [str(w.message) for w in caught if "exceeds the maximum length" in str(w.message)] == []
+    with pydicom.config.disable_value_validation():
+        for path in (seg_path, rt_path):
+            written = pydicom.dcmread(path)
+            assert (written.StudyID, written.AccessionNumber) == ("IBSI_1_STS_019_CT", "ACC-2144184978610")
+
+
 @pytest.mark.data
-@pytest.mark.filterwarnings("ignore:The value length")  # the source's StudyID is 17 characters (SH allows 16)
 def test_real_uncompressed_series(sts019: Case, tmp_path: Path) -> None:
-    seg = _round_trip(sts019, tmp_path / "STS_019_seg.dcm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seg = _round_trip(sts019, tmp_path / "STS_019_seg.dcm")
+    assert [str(w.message) for w in caught if "exceeds the maximum length" in str(w.message)] == []
     assert seg.NumberOfFrames == 15  # the GTV spans 15 of the 47 slices
     assert seg.PatientID == "STS_019"
 

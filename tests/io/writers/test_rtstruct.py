@@ -113,11 +113,16 @@ def test_names_outside_latin1_survive(oblique_case: Case, tmp_path: Path) -> Non
 
 
 @pytest.mark.data
-@pytest.mark.filterwarnings("ignore:The value length")  # the source's StudyID is 17 characters (SH allows 16)
 def test_real_gtv_rasterises_back(sts019: Case, tmp_path: Path) -> None:
+    import warnings
+
     from medseg.datasets.rtstruct import rtstruct_to_labelmap
 
-    path = write_rtstruct(sts019.labels, sts019.table, sts019.sources, tmp_path / "STS_019_rtstruct.dcm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = write_rtstruct(sts019.labels, sts019.table, sts019.sources, tmp_path / "STS_019_rtstruct.dcm")
+    # the source's StudyID is 17 characters (SH allows 16): copied as it is, without a warning
+    assert [str(w.message) for w in caught if "exceeds the maximum length" in str(w.message)] == []
     frame = sts019.sources[0].FrameOfReferenceUID
     back = rtstruct_to_labelmap(path, sts019.ct, {"GTV_Mass": 1}, frame_of_reference_uid=frame)
     mask = sitk.GetArrayViewFromImage(sts019.labels) == 1
