@@ -8,6 +8,10 @@ the one file the reference writes. Reference side: network and transforms set up
 
 Agreement: per organ Dice of the medseg mask against the reference mask (:func:`agreement_task`), after checking
 that both lie on the scan's grid.
+
+Where the CPU has bfloat16 instructions (``avx512_bf16`` or ``amx_bf16``, :func:`bf16_support_task`), a third side
+runs: ``medseg segment --precision bf16`` (channels-last network under bfloat16 autocast), interleaved with the other
+two, with its own speedup against the reference and its Dice against the fp32 medseg mask.
 """
 
 from __future__ import annotations
@@ -67,14 +71,21 @@ def medseg_task(
     bundle: str = DEFAULT_BUNDLE,
     overrides: Mapping[str, Any] | None = None,
     postprocess: bool = True,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Harness task: load the bundle once (setup), then time one case of the batch job."""
+    """Harness task: load the bundle once (setup), then time one case of the batch job at ``precision``."""
     from medseg.inference import Segmenter, discover_cases
     from medseg.inference.batch import BatchSegmenter
 
     tick = time.perf_counter()
     segmenter = Segmenter(
-        bundle, device="cpu", model_file=model_file, progress=False, postprocess=postprocess, overrides=overrides
+        bundle,
+        device="cpu",
+        model_file=model_file,
+        progress=False,
+        postprocess=postprocess,
+        overrides=overrides,
+        precision="bf16" if precision == "bf16" else "fp32",
     )
     batch = BatchSegmenter(
         segmenter, Path(output_dir), formats=("nifti",), overwrite=True, progress=False, echo=lambda line: None
@@ -97,8 +108,19 @@ def medseg_task(
     }
 
 
-def agreement_task(reference_mask: str, medseg_mask: str, label_names: Mapping[int, str]) -> dict[str, Any]:
-    """Harness task: per-organ Dice of the medseg mask against the reference mask, and their grids.
+def bf16_support_task() -> dict[str, Any]:
+    """Harness task: whether this CPU runs bfloat16 in hardware (:func:`medseg.inference.precision.supports_bf16`;
+    in a child, so the parent process never imports torch)."""
+    from medseg.inference.precision import CPU_BF16_FLAGS, supports_bf16
+
+    return {"seconds": 0.0, "supported": supports_bf16("cpu"), "flags": list(CPU_BF16_FLAGS)}
+
+
+def agreement_task(
+    reference_mask: str, medseg_mask: str, label_names: Mapping[int, str], truth_mask: str | None = None
+) -> dict[str, Any]:
+    """Harness task: per-organ Dice of the medseg mask against the reference mask, and their grids; with
+    ``truth_mask`` (the case's manual label map, same grid) also each side's Dice against it.
 
     Dice from one confusion count (:func:`benchmarks.agreement.dice_per_label`; the same values as
     :func:`medseg.evaluation.compare_label_maps`, without its surface distances, which take minutes on the
@@ -134,6 +156,13 @@ def agreement_task(reference_mask: str, medseg_mask: str, label_names: Mapping[i
         }
         for label, value in dice.items()
     }
+    if truth_mask is not None:
+        truth = sitk.GetArrayFromImage(sitk.ReadImage(truth_mask)).astype(np.uint8)
+        if truth.shape == our_array.shape:
+            labels = [int(k) for k in label_names]
+            for side, array in (("medseg", our_array), ("reference", ref_array)):
+                for label, value in dice_per_label(array, truth, labels).items():
+                    organs[label_names[label]][f"dice_{side}_vs_truth"] = None if value is None else round(value, 4)
     return {
         "seconds": time.perf_counter() - start,
         "grid": grid,
@@ -158,26 +187,39 @@ def run_end_to_end(
     keep_outputs: bool = False,
     timeout_s: float = 900.0,
     in_domain: Collection[str] = (),
+    truths: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Both sides on every workload, interleaved; the agreement of the first repetition's masks.
+    """Both sides on every workload, interleaved; the agreement of the first repetition's masks. With bfloat16
+    hardware also a third side, ``medseg_bf16`` (``--precision bf16``), scored against the fp32 medseg mask.
 
     ``in_domain`` names the workloads the model was trained for (head-and-neck CT): only there is the agreement
     target judged; elsewhere (a chest CT, a phantom) the network's output is noise and the agreement is reported
-    for the record.
+    for the record. ``truths``: workload -> manual label map on the scan's grid, to score both sides against it.
 
     Returns:
-        ``{workload: {"input", "medseg", "reference", "speedup", "memory_ratio", "agreement", "targets_met"}}``.
+        ``{workload: {"input", "medseg", "reference", "speedup", "memory_ratio", "agreement", "targets_met"}}``,
+        plus ``"medseg_bf16"`` (its runs' summary) and ``"bf16"`` (:func:`_bf16_comparison`) where the CPU has
+        bfloat16 instructions.
     """
     label_names = _label_names(bundle)
+    support = run_fresh(bf16_support_task, {}, timeout_s)
+    with_bf16 = bool(support.get("ok") and support.get("supported"))
+    log(
+        "e2e: bfloat16 side "
+        + ("on" if with_bf16 else f"off ({support.get('error') or 'no avx512_bf16 or amx_bf16 on this CPU'})")
+    )
+    sides: list[tuple[str, Any, dict[str, Any]]] = [("medseg", medseg_task, {}), ("reference", reference_task, {})]
+    if with_bf16:
+        sides.append(("medseg_bf16", medseg_task, {"precision": "bf16"}))
     results: dict[str, Any] = {}
     for name, image in workloads.items():
         folder = work_dir / "end_to_end" / name
-        runs: dict[str, list[dict[str, Any]]] = {"medseg": [], "reference": []}
-        for repetition in range(repetitions):  # A B A B ...: load drifts hit both sides alike
-            for side, task in (("medseg", medseg_task), ("reference", reference_task)):
+        runs: dict[str, list[dict[str, Any]]] = {side: [] for side, _, _ in sides}
+        for repetition in range(repetitions):  # A B C A B C ...: load drifts hit every side alike
+            for side, task, extra in sides:
                 out = folder / f"{side}-{repetition}"
                 shutil.rmtree(out, ignore_errors=True)
-                kwargs = {"image": image, "output_dir": str(out), "model_file": model_file, "bundle": bundle}
+                kwargs = {"image": image, "output_dir": str(out), "model_file": model_file, "bundle": bundle, **extra}
                 result = run_fresh(task, kwargs, timeout_s)
                 result["repetition"] = repetition
                 runs[side].append(result)
@@ -192,18 +234,58 @@ def run_end_to_end(
         if first_ok[0] is not None and first_ok[1] is not None:
             agreement = run_fresh(
                 agreement_task,
-                {"reference_mask": first_ok[0]["mask"], "medseg_mask": first_ok[1]["mask"], "label_names": label_names},
+                {
+                    "reference_mask": first_ok[0]["mask"],
+                    "medseg_mask": first_ok[1]["mask"],
+                    "label_names": label_names,
+                    "truth_mask": (truths or {}).get(name),
+                },
             )
             log(f"e2e {name} agreement: {_agreement_line(agreement)}")
         matched: dict[str, Any] | None = None
         if first_ok[0] is not None:
             matched = _matched_agreement(image, first_ok[0]["mask"], folder, model_file, bundle, label_names, timeout_s)
             log(f"e2e {name} agreement with matched settings: {_agreement_line(matched['agreement'])}")
+        bf16_agreement: dict[str, Any] | None = None
+        if with_bf16:
+            bf16_first = next((r for r in runs["medseg_bf16"] if r.get("ok")), None)
+            if first_ok[1] is not None and bf16_first is not None:
+                # agreement_task's "medseg" side is the bf16 mask, its "reference" side the fp32 medseg mask.
+                bf16_agreement = run_fresh(
+                    agreement_task,
+                    {
+                        "reference_mask": first_ok[1]["mask"],
+                        "medseg_mask": bf16_first["mask"],
+                        "label_names": label_names,
+                    },
+                )
+                log(f"e2e {name} medseg bf16 vs fp32: {_agreement_line(bf16_agreement)}")
         if not keep_outputs:
             shutil.rmtree(folder, ignore_errors=True)
         results[name] = _comparison(image, runs, agreement, name in in_domain)
         results[name]["matched_settings"] = matched
+        if with_bf16:
+            results[name]["medseg_bf16"] = _side_summary(runs["medseg_bf16"])
+            results[name]["bf16"] = _bf16_comparison(runs, bf16_agreement)
     return results
+
+
+def _bf16_comparison(runs: Mapping[str, list[dict[str, Any]]], agreement: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The bf16 side against the reference (speed, memory) and against fp32 medseg (speed, masks)."""
+    bf16_s, bf16_mem = median_of(runs["medseg_bf16"], "seconds"), median_of(runs["medseg_bf16"], "peak_rss_mib")
+    dices = (
+        [o["dice"] for o in agreement["organs"].values() if o["dice"] is not None]
+        if agreement and agreement.get("ok")
+        else []
+    )
+    return {
+        "speedup": ratio(median_of(runs["reference"], "seconds"), bf16_s),
+        "speedup_vs_medseg_fp32": ratio(median_of(runs["medseg"], "seconds"), bf16_s),
+        "memory_ratio": ratio(bf16_mem, median_of(runs["reference"], "peak_rss_mib")),
+        # agreement_task(reference_mask=fp32 medseg mask, medseg_mask=bf16 mask): "medseg" there means bf16.
+        "agreement_vs_medseg_fp32": dict(agreement) if agreement else None,
+        "min_organ_dice_vs_medseg_fp32": min(dices) if dices else None,
+    }
 
 
 def matched_overrides(bundle: str) -> dict[str, Any]:

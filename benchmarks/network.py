@@ -26,9 +26,8 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +39,7 @@ from torch import nn
 from benchmarks.agreement import dice_per_label
 from benchmarks.harness import start_measuring
 from benchmarks.machine import sgemm_task
+from medseg.inference.precision import autocast_context, prepare_network, supports_bf16, to_channels_last
 
 # A lever is kept when it is at least this much faster and its mask matches the current one this closely.
 MIN_SPEEDUP = 1.05
@@ -98,7 +98,7 @@ def _inferer(roi: list[int], sw_batch_size: int, overlap: float) -> SlidingWindo
 
 def _run(lever: Lever) -> tuple[dict[str, float], torch.Tensor]:
     counter = CountingPredictor(lever.predictor, lever.prepare)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if lever.autocast else nullcontext()
+    autocast = autocast_context("cpu", "bf16" if lever.autocast else "fp32")
     tick = time.perf_counter()
     with lever.grad_mode(), autocast:
         logits = lever.inferer(lever.volume, counter)
@@ -188,17 +188,24 @@ def _levers(
     channels_last = _channels_last_copy(network)
     levers.append(
         Lever(
-            "channels_last_3d", "model and windows in channels_last_3d", channels_last, current, volume, prepare=to_cl
+            "channels_last_3d",
+            "model and windows in channels_last_3d",
+            channels_last,
+            current,
+            volume,
+            prepare=to_channels_last,
         )
     )
-    if torch.backends.mkldnn.is_available() and _has_bf16():
+    if torch.backends.mkldnn.is_available() and supports_bf16("cpu"):
         levers.append(Lever("bf16", "torch.autocast(cpu, bfloat16)", network, current, volume, autocast=True))
         levers.append(
-            Lever("channels_last_3d+bf16", "both", channels_last, current, volume, prepare=to_cl, autocast=True)
+            Lever(
+                "channels_last_3d+bf16", "both", channels_last, current, volume, prepare=to_channels_last, autocast=True
+            )
         )
     levers.append(_jit_lever(network, roi, sw_batch, current, volume))
     if not quick:
-        levers.append(_compile_lever(channels_last, current, volume, to_cl))
+        levers.append(_compile_lever(channels_last, current, volume, to_channels_last))
     for batch in (1, 2, 8):
         if batch != sw_batch:
             levers.append(
@@ -226,23 +233,12 @@ def _levers(
     return levers
 
 
-def to_cl(windows: torch.Tensor) -> torch.Tensor:
-    """Windows ``(B, 1, *roi)`` in channels_last_3d memory order."""
-    return windows.contiguous(memory_format=torch.channels_last_3d)
-
-
 def _channels_last_copy(network: nn.Module) -> nn.Module:
+    """A copy of ``network`` in channels_last_3d memory order: what ``medseg segment --precision bf16`` runs
+    (:func:`medseg.inference.precision.prepare_network`; its weights stay float32)."""
     import copy
 
-    return copy.deepcopy(network).to(memory_format=torch.channels_last_3d).eval()
-
-
-def _has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return prepare_network(copy.deepcopy(network), "bf16").eval()
 
 
 def _jit_lever(

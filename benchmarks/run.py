@@ -69,7 +69,20 @@ def choose_weights(bundle: str, work_dir: Path) -> dict[str, Any]:
 
     trained = REPO_ROOT / bundle / "models" / "model.pt"
     if trained.is_file():
-        return {"model_file": str(trained), "description": "trained: the bundle's models/model.pt", "kind": "bundle"}
+        from medseg.training.model_config import find_model_config
+
+        config_path = find_model_config(trained)
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path else {}
+        return {
+            "model_file": str(trained),
+            "kind": "bundle",
+            "model_config": config,
+            "description": (
+                f"the bundle's shipped models/model.pt ({config.get('network')}, window "
+                f"{'x'.join(map(str, config.get('patch_size', [])))}, spacing {config.get('spacing')} mm, "
+                f"trained on {config.get('dataset_name')}; see bundles/ct_unet/models/README.md)"
+            ),
+        }
     found = benchmark_checkpoint()
     if found is not None:
         path, sidecar = found
@@ -107,27 +120,32 @@ def _run_sections(args: argparse.Namespace, plan: Plan, weights: dict[str, Any],
         from benchmarks.end_to_end import run_end_to_end
 
         in_domain: list[str] = []
+        truths: dict[str, str] = {}
         if plan.e2e_synthetic:
             e2e = {
                 "synthetic_" + "x".join(map(str, plan.e2e_synthetic)): str(workloads.synthetic_ct(plan.e2e_synthetic))
             }
         elif have_data:
-            openkbp_image = workloads.openkbp_case()[0]
-            openkbp_name = "openkbp_" + openkbp_image.name.split(".")[0]
-            e2e = {openkbp_name: str(openkbp_image), "lung1_1mm": str(workloads.lung1_1mm())}
-            in_domain = [openkbp_name]  # a head-and-neck model: the chest CT is outside its domain
-            if weights["kind"] == "benchmark_checkpoint":
-                from medseg.datasets.manifest import load_manifest
+            from medseg.datasets.manifest import load_manifest
 
-                folds = load_manifest().dataset("openkbp").folds
-                seen = folds is not None and openkbp_image.name.split(".")[0] in folds.folds[0].train
-                weights["e2e_case_in_training_fold"] = seen
+            openkbp_image, openkbp_label = workloads.openkbp_case()
+            case_id = openkbp_image.name.split(".")[0]
+            openkbp_name = "openkbp_" + case_id
+            e2e = {openkbp_name: str(openkbp_image), "lung1_1mm": str(workloads.lung1_1mm())}
+            truths = {openkbp_name: str(openkbp_label)}
+            in_domain = [openkbp_name]  # a head-and-neck model: the chest CT is outside its domain
+            dataset = load_manifest().dataset("openkbp")
+            weights["e2e_case"] = {
+                "case_id": case_id,
+                "manifest_split": next((c.split for c in dataset.cases if c.case_id == case_id), None),
+                "in_fold0_training": dataset.folds is not None and case_id in dataset.folds.folds[0].train,
+            }
         else:
             e2e = {}
             skipped["end_to_end"] = "no data root (set MEDSEG_DATA)"
         if e2e:
             sections["end_to_end"] = run_end_to_end(
-                e2e, model_file, work_dir, plan.repetitions, args.bundle, in_domain=in_domain
+                e2e, model_file, work_dir, plan.repetitions, args.bundle, in_domain=in_domain, truths=truths
             )
     if "inversion" in wanted:
         from benchmarks.inversion import run_inversion

@@ -14,7 +14,6 @@ that differs from the stored one is reported (exit status 1) unless ``--write-fi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from medseg.datasets.fingerprint import compute_fingerprint, fingerprint_to_json
 from medseg.datasets.manifest import load_manifest
 from medseg.datasets.validate import validate_manifest
 from medseg.errors import MedsegError
+from medseg.io.json_file import read_json_object
 
 DEFAULT_DATASETS = ("openkbp", "ibsi_sts")
 
@@ -34,7 +34,7 @@ def _print_report(folder: Path) -> None:
     report_path = folder / "import_report.json"
     if not report_path.is_file():
         return
-    for row in json.loads(report_path.read_text(encoding="utf-8"))["cases"]:
+    for row in read_json_object(report_path, "the import report").get("cases", []):
         notes = []
         if row.get("dice_vs_reference") is not None:
             notes.append(f"Dice vs reference mask {row['dice_vs_reference']:.4f}")

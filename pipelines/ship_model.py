@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import shutil
 import sys
@@ -43,9 +42,11 @@ from medseg.errors import MedsegError
 from medseg.inference.bundle import (
     DEFAULT_BUNDLE,
     METADATA,
+    file_sha256,
     inference_config_files,
     label_names_from_metadata,
     read_metadata,
+    read_state_dict,
     resolve_bundle,
 )
 from medseg.io.atomic import atomic_path
@@ -58,23 +59,14 @@ TOLERANCE = 1e-4
 
 
 def network_state(checkpoint: Path) -> dict[str, torch.Tensor]:
-    """The network's state dict in a checkpoint: a plain state dict, or one under ``"model"`` (ignite checkpoints
-    holding several objects), loaded with ``weights_only=True``.
+    """The network's state dict in a checkpoint (:func:`medseg.inference.bundle.read_state_dict`).
 
     Raises:
         MedsegError: the file is missing or unreadable, or holds no state dict of tensors.
     """
     if not checkpoint.is_file():
         raise MedsegError(checkpoint, "checkpoint not found (a run writes checkpoints/model_best.pt at validation)")
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle and zip errors come in many types
-        raise MedsegError(checkpoint, f"cannot be loaded as PyTorch weights: {err}") from err
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise MedsegError(checkpoint, "holds no state dict of tensors")
-    return state
+    return read_state_dict(checkpoint)
 
 
 def build_network(bundle_dir: Path, model_config: Mapping[str, Any]) -> nn.Module:
@@ -125,14 +117,6 @@ def to_torchscript(network: nn.Module, example: torch.Tensor) -> tuple[torch.jit
     return scripted, how
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def ship(run_dir: Path, bundle_dir: Path, overwrite: bool = False) -> dict[str, Path]:
     """Write the shipped model of ``run_dir`` into ``bundle_dir/models`` (see the module notes).
 
@@ -179,7 +163,7 @@ def ship(run_dir: Path, bundle_dir: Path, overwrite: bool = False) -> dict[str, 
         )
     print(f"shipped {run_dir / CHECKPOINT} ({how} for model.ts) into {models}:")
     for name, path in written.items():
-        print(f"  {name}  sha256 {_sha256(path)[:16]}")
+        print(f"  {name}  sha256 {file_sha256(path)[:16]}")
     _note_metadata_labels(bundle_dir, metadata, model_config)
     return written
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
+from medseg.io.json_file import read_json_object
 
 IMPORT_KINDS = ("openkbp", "ibsi", "msd")
 MANIFEST_NAMES = {"openkbp": "openkbp", "ibsi": "ibsi_sts"}
@@ -104,12 +104,12 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _print_import_summary(folder: Path) -> None:
-    info = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    info = read_json_object(folder / "dataset.json", "the imported dataset.json")
     print(f"{folder}: {info['numTraining']} cases, labels {info['labels']}")
     report_path = folder / "import_report.json"
     if not report_path.is_file():
         return
-    for row in json.loads(report_path.read_text(encoding="utf-8"))["cases"]:
+    for row in read_json_object(report_path, "the import report").get("cases", []):
         if row.get("dice_vs_reference") is not None:
             print(f"  {row['case_id']}: Dice vs reference mask {row['dice_vs_reference']:.4f}")
         if row.get("partial_field"):

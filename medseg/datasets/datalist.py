@@ -22,8 +22,9 @@ from pathlib import Path
 
 from medseg.config import cache_root, data_root
 from medseg.datasets.manifest import Dataset, load_manifest
-from medseg.errors import ManifestError
+from medseg.errors import ManifestError, MedsegError
 from medseg.io.atomic import atomic_path, remove_stale_temporaries
+from medseg.io.json_file import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +92,10 @@ def _case_files(out_dir: Path, case_id: str) -> tuple[Path, Path]:
 def _imported_cases(out_dir: Path, digest: str) -> set[str]:
     """Cases the stamp says were imported with ``digest`` and whose files still exist."""
     try:
-        stamp = json.loads((out_dir / STAMP_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        stamp = read_json_object(out_dir / STAMP_NAME, "the import stamp")
+    except MedsegError:
         return set()
-    if not isinstance(stamp, dict) or stamp.get("digest") != digest or not (out_dir / "dataset.json").is_file():
+    if stamp.get("digest") != digest or not (out_dir / "dataset.json").is_file():
         return set()
     return {c for c in stamp.get("cases", []) if all(p.is_file() for p in _case_files(out_dir, c))}
 

@@ -12,7 +12,6 @@ Spacing and shape are given in RAS axis order (x, y, z), which is the array orde
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from medseg.datasets.manifest import Fingerprint, IntensityStats
 from medseg.errors import InputError
+from medseg.io.json_file import read_json_object
 
 SAMPLES_PER_CASE = 10_000
 SEED = 1234
@@ -65,10 +65,9 @@ def compute_fingerprint(
         seed: RandomState seed, reset for each case as nnU-Net does.
     """
     dataset_dir = Path(dataset_dir)
-    try:
-        entries = json.loads((dataset_dir / "dataset.json").read_text(encoding="utf-8"))["training"]
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(dataset_dir / "dataset.json", f"cannot read the MSD training list: {err}") from None
+    entries = read_json_object(dataset_dir / "dataset.json", "the MSD dataset.json").get("training")
+    if not isinstance(entries, list):
+        raise InputError(dataset_dir / "dataset.json", "cannot read the MSD training list: no 'training' list")
     pairs = [(dataset_dir / e["image"], dataset_dir / e["label"]) for e in entries]
     if case_ids is not None:
         wanted = set(case_ids)
@@ -128,7 +127,7 @@ def store_fingerprint(manifest_path: str | Path, name: str, fingerprint: Fingerp
     from medseg.io.atomic import atomic_path
 
     manifest_path = Path(manifest_path)
-    raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    raw = read_json_object(manifest_path, "the manifest", ManifestError)
     if name not in raw.get("datasets", {}):
         raise ManifestError(manifest_path, f"no dataset {name!r} to store a fingerprint in")
     raw["datasets"][name]["fingerprint"] = fingerprint_to_json(fingerprint)

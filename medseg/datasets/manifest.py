@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import ManifestError
+from medseg.io.json_file import read_json_object
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "validation", "test")
@@ -346,15 +347,8 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Manifest:
     from medseg.config import MANIFEST_PATH
 
     path = Path(path) if path is not None else MANIFEST_PATH
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ManifestError(path, "manifest not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ManifestError(path, f"cannot read the manifest as JSON: {err}") from None
+    raw = read_json_object(path, "the manifest", ManifestError, not_found="manifest not found")
     r = _Reader(path)
-    if not isinstance(raw, dict):
-        raise r.fail("top level", f"expected an object, got {type(raw).__name__}")
     version = r.get(raw, "schema_version", int, "top level")
     if version != SCHEMA_VERSION:
         raise r.fail("schema_version", f"this medseg reads version {SCHEMA_VERSION}, the file says {version!r}")

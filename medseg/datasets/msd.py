@@ -28,6 +28,7 @@ from medseg.datasets.folds import make_folds
 from medseg.datasets.manifest import Fold, Folds
 from medseg.errors import InputError, ManifestError
 from medseg.io.atomic import atomic_path
+from medseg.io.json_file import read_json_object
 
 CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")
 
@@ -108,14 +109,7 @@ def read_msd_dataset(folder: str | os.PathLike[str]) -> MsdDataset:
     """
     folder = Path(folder)
     json_path = folder / "dataset.json"
-    try:
-        raw = json.loads(json_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(json_path, "dataset.json not found: not an MSD / nnU-Net folder") from None
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise InputError(json_path, f"cannot read as JSON: {err}") from None
-    if not isinstance(raw, dict):
-        raise InputError(json_path, "dataset.json must hold an object")
+    raw = read_json_object(json_path, "dataset.json", not_found="dataset.json not found: not an MSD / nnU-Net folder")
     labels = _labels(raw.get("labels"), json_path)
     channels = raw.get("channel_names", raw.get("modality", {"0": "CT"}))
     if isinstance(channels, dict) and len(channels) > 1:

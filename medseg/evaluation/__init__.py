@@ -10,23 +10,18 @@ The re-exports below load on first use, so importing the command module does not
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from medseg.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from medseg.evaluation.evaluator import EvaluationReport, evaluate
     from medseg.evaluation.metrics import LabelMetrics, compare_label_maps
 
 _EXPORTS = {
-    "EvaluationReport": "medseg.evaluation.evaluator",
-    "evaluate": "medseg.evaluation.evaluator",
-    "LabelMetrics": "medseg.evaluation.metrics",
-    "compare_label_maps": "medseg.evaluation.metrics",
+    "medseg.evaluation.evaluator": ("EvaluationReport", "evaluate"),
+    "medseg.evaluation.metrics": ("LabelMetrics", "compare_label_maps"),
 }
 __all__ = ["EvaluationReport", "LabelMetrics", "compare_label_maps", "evaluate"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

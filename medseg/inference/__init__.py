@@ -5,16 +5,32 @@ bundle.py     find the bundle, its configs, label names and weights
 segmenter.py  Segmenter: the bundle's transforms, inferer and network, loaded once, predicting many scans
 inversion.py  model grid -> scan grid, slab by slab, argmax into uint8 (bounded memory)
 postprocess.py  per organ: drop specks, keep the largest connected component
+precision.py  --precision fp32/bf16: bfloat16 support check, channels-last network, autocast
 outputs.py    the files of a case and the case.json manifest that marks it complete
 batch.py      segment_folder: resume, per-case isolation, summaries, torchrun sharding
 commands.py   ``medseg segment``
+
+The names below load on first use (PEP 562), so that importing one submodule does not import torch and MONAI.
 """
 
-from medseg.inference.batch import BatchResult, Shard, segment_folder
-from medseg.inference.cases import Case, discover_cases
-from medseg.inference.outputs import FORMATS, parse_formats
-from medseg.inference.segmenter import Segmentation, Segmenter
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from medseg.lazy_exports import lazy_getattr
+
+if TYPE_CHECKING:
+    from medseg.inference.batch import BatchResult, Shard, segment_folder
+    from medseg.inference.cases import Case, discover_cases
+    from medseg.inference.formats import FORMATS, parse_formats
+    from medseg.inference.segmenter import Segmentation, Segmenter
+
+_EXPORTS = {
+    "medseg.inference.batch": ("BatchResult", "Shard", "segment_folder"),
+    "medseg.inference.cases": ("Case", "discover_cases"),
+    "medseg.inference.formats": ("FORMATS", "parse_formats"),
+    "medseg.inference.segmenter": ("Segmentation", "Segmenter"),
+}
 __all__ = [
     "FORMATS",
     "BatchResult",
@@ -26,3 +42,5 @@ __all__ = [
     "parse_formats",
     "segment_folder",
 ]
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

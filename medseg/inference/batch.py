@@ -41,6 +41,7 @@ from medseg.inference.outputs import (
     write_case_outputs,
     write_manifest,
 )
+from medseg.inference.precision import Precision
 from medseg.inference.segmenter import Segmentation, Segmenter
 from medseg.io.atomic import remove_stale_temporaries
 from medseg.io.writers import case_output_dir
@@ -276,6 +277,7 @@ def segment_folder(
     progress: bool = True,
     model_file: str | os.PathLike[str] | None = None,
     shard: Shard | None = None,
+    precision: Precision = "fp32",
 ) -> BatchResult:
     """Segment every case under ``input_path`` into ``output_dir`` (see the module notes).
 
@@ -283,7 +285,7 @@ def segment_folder(
         input_path: a folder of patients (DICOM folders, NIfTI/NRRD files) or a single scan.
         output_dir: where ``<case_id>/`` folders and ``summary.csv``/``summary.json`` go (created).
         segmenter: an already loaded :class:`Segmenter`; otherwise one is made from ``bundle``, ``device``,
-            ``tta``, ``postprocess``, ``fix_geometry`` and ``model_file``.
+            ``tta``, ``postprocess``, ``fix_geometry``, ``model_file`` and ``precision``.
         formats: output formats (:data:`medseg.inference.outputs.FORMATS`).
         overwrite: redo cases whose outputs are complete.
         progress: progress bars (cases, and sliding windows within a case).
@@ -318,6 +320,7 @@ def segment_folder(
                 fix_geometry=fix_geometry,
                 model_file=model_file,
                 progress=progress,
+                precision=precision,
             )
         batch = BatchSegmenter(segmenter, output, formats, overwrite, shard, progress)
         result = BatchResult(records=batch.run(shard.take(cases)))

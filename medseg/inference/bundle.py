@@ -8,16 +8,16 @@ up relative to the repository root (``bundles/ct_unet`` works from any working d
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from medseg.config import REPO_ROOT
 from medseg.errors import InputError, MedsegError
+from medseg.io.json_file import read_json_object
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DEFAULT_BUNDLE = "bundles/ct_unet"
 INFERENCE_CONFIG = Path("configs") / "inference.json"
@@ -52,12 +52,7 @@ def inference_config_files(bundle_dir: Path) -> list[Path]:
         InputError: ``inference.json`` is not a JSON object, or it is an overlay and the base config is missing.
     """
     inference = bundle_dir / INFERENCE_CONFIG
-    try:
-        content = json.loads(inference.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(inference, f"cannot read the inference config: {err}") from err
-    if not isinstance(content, dict):
-        raise InputError(inference, "an inference config must be a JSON object")
+    content = read_json_object(inference, "the inference config")
     if "network_def" in content and "preprocessing" in content:
         return [inference]
     base = bundle_dir / BASE_CONFIG
@@ -75,13 +70,7 @@ def read_metadata(bundle_dir: Path) -> dict[str, Any]:
     path = bundle_dir / METADATA
     if not path.is_file():
         return {}
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(path, f"cannot read the bundle metadata: {err}") from err
-    if not isinstance(metadata, dict):
-        raise InputError(path, "bundle metadata must be a JSON object")
-    return metadata
+    return read_json_object(path, "the bundle metadata")
 
 
 def label_names_from_metadata(metadata: dict[str, Any], path: Path) -> dict[int, str]:
@@ -119,27 +108,44 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def load_weights(network: nn.Module, model_file: Path, bundle_dir: Path) -> str:
-    """Load a state dict saved with ``torch.save`` (plain, or under a ``"model"`` key as ignite checkpoints hold
-    it) into ``network`` with ``weights_only=True``; return the file's sha256.
-
-    Raises:
-        MedsegError: the file is missing (with how to train one), unreadable, or does not fit the network.
-    """
-    if not model_file.is_file():
-        raise MedsegError(model_file, missing_model_message(model_file, bundle_dir))
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with open(model_file, "rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(model_file: Path) -> dict[str, Any]:
+    """The network's state dict in ``model_file``: a plain ``torch.save`` state dict, or one under ``"model"`` as
+    ignite checkpoints hold it, loaded with ``weights_only=True`` (no code in the file is run).
+
+    Raises:
+        MedsegError: the file is unreadable or holds no state dict of tensors.
+    """
+    import torch  # here, so that ``medseg --help`` (which reads DEFAULT_BUNDLE) does not import it
+
     try:
         state = torch.load(model_file, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle and zip errors come in many types
         raise MedsegError(model_file, f"cannot be loaded as PyTorch weights: {err}") from err
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
-    if not isinstance(state, dict):
-        raise MedsegError(model_file, f"holds a {type(state).__name__}, not a state dict")
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise MedsegError(model_file, f"holds a {type(state).__name__}, not a state dict of tensors")
+    return state
+
+
+def load_weights(network: nn.Module, model_file: Path, bundle_dir: Path) -> str:
+    """Load the state dict of ``model_file`` (:func:`read_state_dict`) into ``network``; return the file's sha256.
+
+    Raises:
+        MedsegError: the file is missing (with how to train one), unreadable, or does not fit the network.
+    """
+    if not model_file.is_file():
+        raise MedsegError(model_file, missing_model_message(model_file, bundle_dir))
+    state = read_state_dict(model_file)
     try:
         network.load_state_dict(state)
     except RuntimeError as err:
@@ -149,4 +155,4 @@ def load_weights(network: nn.Module, model_file: Path, bundle_dir: Path) -> str:
             f"does not fit the bundle's network ({first}); was it trained with other network options? Pass the "
             "same overrides as in training",
         ) from err
-    return digest.hexdigest()
+    return file_sha256(model_file)

@@ -4,6 +4,7 @@ Examples::
 
     medseg segment /data/patients outputs/
     medseg segment scan.nii.gz outputs/ --formats nifti,png --device cpu
+    medseg segment /data/patients outputs/ --precision bf16   # about 2x faster on CPUs with avx512_bf16
     torchrun --standalone --nproc_per_node 4 -m medseg segment /data/patients outputs/   # a shard per process
 """
 
@@ -14,9 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from medseg.inference.batch import segment_folder
 from medseg.inference.bundle import DEFAULT_BUNDLE
-from medseg.inference.outputs import FORMATS, parse_formats
+from medseg.inference.formats import FORMATS, parse_formats
 
 DESCRIPTION = (
     "Segment every case of INPUT (a folder of patients: DICOM study/series folders or NIfTI/NRRD files; or a single "
@@ -47,6 +47,13 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)"
     )
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average mirrored predictions")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),  # medseg.inference.precision.PRECISIONS; not imported: it imports torch
+        default="fp32",
+        help="fp32 (default: exact, reproducible) or bf16: channels-last + bfloat16 autocast, about 2x faster on "
+        "CPUs with avx512_bf16/amx_bf16 or bf16-capable GPUs, a few organ-boundary voxels differ",
+    )
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs are already complete")
     parser.add_argument(
         "--formats",
@@ -78,6 +85,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def run_segment(args: argparse.Namespace) -> int:
     """Run the batch; 0 when every case succeeded, 1 when any failed (input errors raise MedsegError)."""
+    from medseg.inference.batch import segment_folder  # torch and MONAI: not for ``medseg --help``
+
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = segment_folder(
@@ -87,6 +96,7 @@ def run_segment(args: argparse.Namespace) -> int:
         model_file=args.model,
         device=args.device,
         tta=args.tta,
+        precision=args.precision,
         postprocess=args.postprocess,
         fix_geometry=args.fix_geometry,
         formats=parse_formats(args.formats),

@@ -32,9 +32,13 @@ import pydicom
 import pydicom.config
 from pydicom.dataset import Dataset
 
-from medseg.errors import InputError, MedsegError
+from medseg.errors import MedsegError
+from medseg.inference.formats import DICOM_FORMATS
+from medseg.inference.formats import FORMATS as FORMATS
+from medseg.inference.formats import parse_formats as parse_formats
 from medseg.inference.segmenter import Segmentation
 from medseg.io.atomic import atomic_path
+from medseg.io.json_file import read_json_object
 from medseg.io.writers import (
     write_color_table,
     write_dicom_seg,
@@ -46,8 +50,6 @@ from medseg.io.writers.geometry import check_source_references
 from medseg.io.writers.labels import LabelInfo
 from medseg.reporting import CaseRecord, write_quicklook
 
-FORMATS: tuple[str, ...] = ("nifti", "seg.nrrd", "ctbl", "dicom-seg", "rtstruct", "png")
-DICOM_FORMATS = frozenset({"dicom-seg", "rtstruct"})
 MANIFEST_NAME = "case.json"
 MANIFEST_FORMAT = "medseg-case"
 MANIFEST_VERSION = 1
@@ -63,27 +65,6 @@ def output_names(case_id: str) -> dict[str, str]:
         "rtstruct": f"{case_id}_rtstruct.dcm",
         "png": f"{case_id}_quicklook.png",
     }
-
-
-def parse_formats(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Formats from a comma list (``"nifti,seg.nrrd"``) or a sequence; ``None``/``"all"``: every format (DICOM
-    ones apply to DICOM input only). Order follows :data:`FORMATS`.
-
-    Raises:
-        InputError: an unknown format name, or an empty list.
-    """
-    if text is None:
-        return FORMATS
-    items = [item.strip().lower() for item in (text.split(",") if isinstance(text, str) else text)]
-    items = [item for item in items if item]
-    if items == ["all"]:
-        return FORMATS
-    unknown = sorted(set(items) - set(FORMATS))
-    if unknown:
-        raise InputError(None, f"unknown output format(s) {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
-    if not items:
-        raise InputError(None, "--formats lists no format")
-    return tuple(fmt for fmt in FORMATS if fmt in items)
 
 
 @dataclass
@@ -203,12 +184,10 @@ def read_manifest(case_dir: Path) -> dict[str, Any] | None:
     """The case's manifest, or ``None`` when it is absent or unreadable (an unreadable one means: redo)."""
     path = case_dir / MANIFEST_NAME
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        document = read_json_object(path, "the case manifest")
+    except MedsegError:
         return None
-    if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT:
-        return None
-    return document
+    return document if document.get("format") == MANIFEST_FORMAT else None
 
 
 def completed_record(

@@ -1,17 +1,19 @@
-"""``medseg inspect`` and ``medseg convert``: look at a scan the way medseg will read it, or write it as NIfTI."""
+"""``medseg inspect`` and ``medseg convert``: look at a scan the way medseg will read it, or write it as NIfTI.
+
+The handlers import the readers (SimpleITK, nibabel, pydicom) when they run, so that ``medseg --help`` stays quick.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Any
-
-import SimpleITK as sitk
+from typing import TYPE_CHECKING, Any
 
 from medseg.errors import InputError
-from medseg.io.atomic import atomic_path
-from medseg.io.readers import Scan, read_scan
+
+if TYPE_CHECKING:
+    from medseg.io.readers import Scan
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -47,6 +49,8 @@ def _add_read_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    from medseg.io.readers import read_scan
+
     scan = read_scan(args.path, fix_geometry=args.fix_geometry, series_uid=args.series)
     summary = scan.summary()
     if args.json:
@@ -57,6 +61,11 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    import SimpleITK as sitk
+
+    from medseg.io.atomic import atomic_path
+    from medseg.io.readers import read_scan
+
     output: Path = args.output
     if not output.name.lower().endswith((".nii.gz", ".nii")):
         raise InputError(output, "output must end in .nii.gz or .nii")

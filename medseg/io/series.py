@@ -530,7 +530,16 @@ def _series_key(inst: DicomInstance) -> tuple[str, ...]:
 
 
 def _walk_files(root: Path) -> Iterable[Path]:
-    for folder, dirs, names in os.walk(root, onerror=_raise_walk_error):
+    """The files under ``root`` in sorted order, hidden ones left out. Symlinked folders are followed (patient
+    folders are often assembled from links); a folder reached again, through a link loop or a second link to it,
+    is listed once, at its first path."""
+    seen: set[str] = set()
+    for folder, dirs, names in os.walk(root, onerror=_raise_walk_error, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             if not name.startswith("."):
@@ -542,8 +551,8 @@ def _raise_walk_error(err: OSError) -> None:
 
 
 def find_series(path: str | os.PathLike[str]) -> Discovery:
-    """Index every file under ``path`` (a folder, searched at any depth, or one DICOM file, whose folder is
-    searched) by header only, and group the DICOM files into series with their skip reasons set.
+    """Index every file under ``path`` (a folder, searched at any depth and through symlinked folders, or one DICOM
+    file, whose folder is searched) by header only, and group the DICOM files into series with their skip reasons set.
 
     Raises:
         InputError: ``path`` is missing or unreadable, or a file with a DICOM signature cannot be parsed.

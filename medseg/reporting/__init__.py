@@ -5,14 +5,30 @@ qa.py         QA flags (organ missing, cut off at the scan border, implausible v
 timing.py     seconds per stage and peak memory of a case
 summary.py    summary.csv / summary.json, one row per case; merging shard summaries
 quicklook.py  a PNG per case: three orthogonal slices with coloured organ overlays
+
+The names below load on first use (PEP 562), so that importing one submodule does not import matplotlib.
 """
 
-from medseg.reporting.qa import OPENKBP_VOLUMES, ExpectedVolume, QAFlag, qa_flags
-from medseg.reporting.quicklook import write_quicklook
-from medseg.reporting.summary import CaseRecord, merge_summaries, read_summary, write_summary
-from medseg.reporting.timing import StageClock
-from medseg.reporting.volumes import image_volumes_ml, label_volumes_ml
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from medseg.lazy_exports import lazy_getattr
+
+if TYPE_CHECKING:
+    from medseg.reporting.qa import OPENKBP_VOLUMES, ExpectedVolume, QAFlag, qa_flags
+    from medseg.reporting.quicklook import write_quicklook
+    from medseg.reporting.summary import CaseRecord, merge_summaries, read_summary, write_summary
+    from medseg.reporting.timing import StageClock
+    from medseg.reporting.volumes import image_volumes_ml, label_volumes_ml
+
+_EXPORTS = {
+    "medseg.reporting.qa": ("OPENKBP_VOLUMES", "ExpectedVolume", "QAFlag", "qa_flags"),
+    "medseg.reporting.quicklook": ("write_quicklook",),
+    "medseg.reporting.summary": ("CaseRecord", "merge_summaries", "read_summary", "write_summary"),
+    "medseg.reporting.timing": ("StageClock",),
+    "medseg.reporting.volumes": ("image_volumes_ml", "label_volumes_ml"),
+}
 __all__ = [
     "OPENKBP_VOLUMES",
     "CaseRecord",
@@ -27,3 +43,5 @@ __all__ = [
     "write_quicklook",
     "write_summary",
 ]
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

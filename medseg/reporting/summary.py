@@ -25,6 +25,7 @@ import SimpleITK as sitk
 from medseg import __version__
 from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
+from medseg.io.json_file import read_json_object
 
 SUMMARY_FORMAT = "medseg-summary"
 SUMMARY_FORMAT_VERSION = 1
@@ -197,14 +198,9 @@ def read_summary(path: str | os.PathLike[str]) -> list[CaseRecord]:
         InputError: if the file is not a medseg summary (or a newer format than this medseg reads).
     """
     path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(path, f"cannot read the summary: {err}") from err
-    if not isinstance(document, dict) or document.get("format") != SUMMARY_FORMAT:
-        raise InputError(
-            path, f"not a medseg summary (format {document.get('format') if isinstance(document, dict) else None!r})"
-        )
+    document = read_json_object(path, "the summary")
+    if document.get("format") != SUMMARY_FORMAT:
+        raise InputError(path, f"not a medseg summary (format {document.get('format')!r})")
     if int(document.get("format_version", 0)) > SUMMARY_FORMAT_VERSION:
         raise InputError(path, f"summary format_version {document['format_version']} is newer than this medseg reads")
     try:

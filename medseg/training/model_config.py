@@ -11,13 +11,13 @@ never recomputes them from the dataset, whose fingerprint may have changed since
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
 from medseg.errors import MedsegError
+from medseg.io.json_file import read_json_object
 
 # Searched in the checkpoint's folder, then in the folder above it (runs/<run>/checkpoints/model_best.pt ->
 # runs/<run>/run_config.json), in this order.
@@ -95,12 +95,7 @@ def read_model_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             value, or a derived key disagrees with the keys it derives from.
     """
     path = Path(path)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise MedsegError(path, f"cannot read the model config: {err}") from err
-    if not isinstance(config, dict):
-        raise MedsegError(path, "a model config must be a JSON object")
+    config = read_json_object(path, "the model config", MedsegError)
     missing = [key for key in REQUIRED_KEYS if key not in config]
     if missing:
         raise MedsegError(path, f"model config lacks {', '.join(missing)} (a training run's run_config.json has them)")

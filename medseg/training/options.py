@@ -21,6 +21,7 @@ _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", "none", "null", ""}
 LOSSES = ("dicefocal", "dicece")
 OPTIMIZERS = ("adamw", "sgd")
+CROPS = ("posneg", "classes")  # RandCropByPosNegLabeld, or RandCropByLabelClassesd (every organ sampled alike)
 
 
 def as_bool(value: Any, name: str = "option") -> bool:
@@ -79,6 +80,7 @@ def check_options(
     loss: str,
     optimizer: str,
     networks: Sequence[str],
+    crop: str = "posneg",
 ) -> None:
     """Reject combinations that cannot work, before any data is loaded.
 
@@ -99,3 +101,5 @@ def check_options(
         raise MedsegError(None, f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     if optimizer not in OPTIMIZERS:
         raise MedsegError(None, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if crop not in CROPS:
+        raise MedsegError(None, f"--crop must be one of {', '.join(CROPS)}, got {crop!r}")

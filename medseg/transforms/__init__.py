@@ -1,11 +1,26 @@
 """Transforms MONAI lacks, as array + dictionary twins: named HU windows, the body ``select_fn`` for
 ``CropForegroundd``, and 2.5D slice-neighbour stacking. The chain itself is spelled out once, in
-``bundles/ct_unet/configs/train.json``."""
+``bundles/ct_unet/configs/train.json``.
 
-from medseg.transforms.body import BodyMask
-from medseg.transforms.intensity import HU_WINDOW_PRESETS, HUWindow, HUWindowd, HUWindowPreset, hu_window_range
-from medseg.transforms.slices import StackSliceNeighbours, StackSliceNeighboursd
+The names below load on first use (PEP 562), so that importing one submodule does not import torch and MONAI.
+"""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from medseg.lazy_exports import lazy_getattr
+
+if TYPE_CHECKING:
+    from medseg.transforms.body import BodyMask
+    from medseg.transforms.intensity import HU_WINDOW_PRESETS, HUWindow, HUWindowd, HUWindowPreset, hu_window_range
+    from medseg.transforms.slices import StackSliceNeighbours, StackSliceNeighboursd
+
+_EXPORTS = {
+    "medseg.transforms.body": ("BodyMask",),
+    "medseg.transforms.intensity": ("HU_WINDOW_PRESETS", "HUWindow", "HUWindowd", "HUWindowPreset", "hu_window_range"),
+    "medseg.transforms.slices": ("StackSliceNeighbours", "StackSliceNeighboursd"),
+}
 __all__ = [
     "HU_WINDOW_PRESETS",
     "BodyMask",
@@ -16,3 +31,5 @@ __all__ = [
     "StackSliceNeighboursd",
     "hu_window_range",
 ]
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

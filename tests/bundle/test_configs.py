@@ -164,10 +164,15 @@ def test_augmentation_switch_and_no_left_right_flips(synthetic_msd: Path) -> Non
     on = synthetic_parser(synthetic_msd, patch_size=[16, 16, 16])
     assert on.get_parsed_content("flip_axes") == [1, 2]  # axis 0 (left-right) would swap the parotids
     names = [type(t).__name__ for t in on.get_parsed_content("random_transforms")]
-    assert names[:2] == ["SpatialPadd", "RandCropByPosNegLabeld"]
+    assert names[:2] == ["SpatialPadd", "RandCropByLabelClassesd"]  # every organ is a patch centre alike
     assert {"RandFlipd", "RandAffined", "Rand3DElasticd", "RandScaleIntensityd"} <= set(names)
     off = synthetic_parser(synthetic_msd, patch_size=[16, 16, 16], augment="false")
     assert [type(t).__name__ for t in off.get_parsed_content("random_transforms")] == names[:2]
+    posneg = synthetic_parser(synthetic_msd, patch_size=[16, 16, 16], crop="posneg")
+    assert [type(t).__name__ for t in posneg.get_parsed_content("random_transforms")][:2] == [
+        "SpatialPadd",
+        "RandCropByPosNegLabeld",
+    ]
 
 
 def test_run_config_holds_every_key_that_defines_the_model(synthetic_msd: Path, tmp_path: Path) -> None:

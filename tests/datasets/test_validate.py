@@ -24,7 +24,7 @@ def test_sha256_file_reads_in_chunks(tmp_path: Path) -> None:
 def test_unreadable_manifest_is_one_problem(tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text("[]")
     problems = validate_manifest(tmp_path / "m.json", tmp_path)
-    assert len(problems) == 1 and problems[0].dataset == "manifest" and "expected an object" in problems[0].problem
+    assert len(problems) == 1 and problems[0].dataset == "manifest" and "must be a JSON object" in problems[0].problem
 
 
 @pytest.mark.data

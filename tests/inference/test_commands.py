@@ -13,6 +13,7 @@ import SimpleITK as sitk
 
 from medseg.config import REPO_ROOT
 from medseg.inference import commands
+from medseg.inference.precision import PRECISIONS
 from tests.inference.helpers import body_phantom
 
 
@@ -35,6 +36,12 @@ def test_arguments_and_defaults() -> None:
     )
     args = _parser().parse_args(["segment", "in", "out", "--no-postprocess", "--tta", "--formats", "nifti,png"])
     assert args.postprocess is False and args.tta is True and args.formats == "nifti,png"
+    assert args.precision == "fp32"  # exact by default; bf16 is opt-in
+    assert _parser().parse_args(["segment", "in", "out", "--precision", "bf16"]).precision == "bf16"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["segment", "in", "out", "--precision", "fp16"])
+    for value in PRECISIONS:  # the command's choices are the precisions the Segmenter knows
+        assert _parser().parse_args(["segment", "in", "out", "--precision", value]).precision == value
 
 
 def test_run_segment_exit_codes(test_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -91,6 +91,39 @@ def test_tta_and_postprocessing_options(test_bundle: Path, tmp_path: Path) -> No
     assert not np.array_equal(sitk.GetArrayViewFromImage(mirrored.labels), raw_voxels)
 
 
+def test_bf16_precision_keeps_the_masks_and_is_recorded(
+    segmenter: Segmenter, test_bundle: Path, tmp_path: Path
+) -> None:
+    from medseg.inference.precision import PrecisionPredictor, supports_bf16
+    from tests.inference.helpers import body_phantom
+
+    # fp32 (the default) runs the network as it is: no wrapper, no memory-order change.
+    assert segmenter.precision == "fp32" and not isinstance(segmenter._predictor, PrecisionPredictor)
+    assert all(p.is_contiguous() for p in segmenter.network.parameters())
+    if not supports_bf16("cpu"):
+        pytest.skip("this CPU has neither avx512_bf16 nor amx_bf16")
+    bf16 = Segmenter(test_bundle, device="cpu", precision="bf16")
+    assert segmenter.settings()["precision"] == "fp32" and bf16.settings()["precision"] == "bf16"
+    assert {k: v for k, v in bf16.settings().items() if k != "precision"} == {
+        k: v for k, v in segmenter.settings().items() if k != "precision"
+    }
+    path = tmp_path / "phantom.nii.gz"
+    sitk.WriteImage(body_phantom(size_xyz=(96, 80, 40), spacing=(1.5, 1.5, 2.5)), str(path))
+    exact = sitk.GetArrayFromImage(segmenter.segment(path).labels)  # a copy: the image is not kept
+    result = bf16.segment(path)
+    _check_on_scan_grid(result.labels, path)
+    assert np.mean(sitk.GetArrayViewFromImage(result.labels) == exact) >= 0.95
+
+
+def test_bf16_on_a_cpu_without_it_fails_before_any_case(test_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medseg.inference import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda cpuinfo=precision.CPUINFO: frozenset({"avx2"}))
+    monkeypatch.setattr(precision, "_torch_cpu_bf16", lambda: False)
+    with pytest.raises(MedsegError, match="avx512_bf16 or amx_bf16"):
+        Segmenter(test_bundle, device="cpu", precision="bf16")
+
+
 def test_synthetic_lps_scan_keeps_exact_geometry(segmenter: Segmenter, tmp_path: Path) -> None:
     from tests.inference.helpers import body_phantom
 

@@ -209,3 +209,18 @@ def test_multi_frame_ct_is_skipped_with_a_reason(tmp_path: Path) -> None:
     ds.save_as(path)
     found = find_series(tmp_path)
     assert "multi-frame (enhanced) CT is not supported" in str(found.series[0].skip_reason)
+
+
+def test_symlinked_series_folders_are_followed_once(tmp_path: Path) -> None:
+    # A patient folder assembled from links, as scripts/demo.sh builds one: the series lies elsewhere, a second
+    # link reaches the same folder, and a link back to the study would loop forever if followed blindly.
+    write_series(tmp_path / "store" / "series", ramp_volume((4, 4, 4)), description="linked")
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "CT").symlink_to(tmp_path / "store" / "series", target_is_directory=True)
+    (study / "CT_again").symlink_to(tmp_path / "store" / "series", target_is_directory=True)
+    (study / "loop").symlink_to(study, target_is_directory=True)
+    found = find_series(study)
+    assert [(s.description, s.n_files, s.folder) for s in found.series] == [("linked", 4, study / "CT")]
+    assert select_series(found).description == "linked"
+    assert found.ignored == [] and found.image_files == []

@@ -66,6 +66,8 @@ def test_check_options_accepts_the_documented_modes() -> None:
     _check()
     _check(spatial_dims=2, patch_size=[64, 64])
     _check(spatial_dims=2, slice_neighbours=2, patch_size=[64, 64], network="fcn8s", loss="dicece", optimizer="sgd")
+    _check(crop="posneg")
+    _check(crop="classes")
 
 
 @pytest.mark.parametrize(
@@ -78,6 +80,7 @@ def test_check_options_accepts_the_documented_modes() -> None:
         ({"patch_size": [32, 32]}, "--patch_size"),
         ({"loss": "dice"}, "--loss"),
         ({"optimizer": "adam"}, "--optimizer"),
+        ({"crop": "random"}, "--crop"),
     ],
 )
 def test_check_options_rejects_impossible_combinations(changes: dict, message: str) -> None:
