@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from medseg.inference.inversion import covered_box, foreground_box
+from medseg.inference.inversion import labelled_scan_box
 
 # Scan voxels per slab (bounds the float64 coordinate arrays: 3 x 8 bytes x this).
 SLAB_VOXELS = 4 * 1024**2
@@ -85,22 +85,11 @@ def labels_on_grid_fast(
     probabilities = probabilities_t.numpy()
     size_x, size_y, size_z = (int(n) for n in grid_size)
     labels = np.zeros((size_z, size_y, size_x), dtype=np.uint8)
-    model_np = np.asarray(
-        model_affine.detach().cpu().numpy() if isinstance(model_affine, torch.Tensor) else model_affine,
-        dtype=np.float64,
-    )
-    grid_np = np.asarray(grid_affine, dtype=np.float64)
-    foreground = foreground_box(probabilities_t)
-    if foreground is None:  # background at every model voxel: background everywhere (convexity, as below)
-        return labels, {"mixed_fraction": 0.0}
     # Only scan voxels near the model grid's non-background voxels can get a label (medseg's own shortcut).
-    start_index = np.array([start for start, _ in foreground], dtype=np.float64)
-    box_affine = model_np.copy()
-    box_affine[:3, 3] = model_np[:3, :3] @ start_index + model_np[:3, 3]
-    box_shape = [stop - start for start, stop in foreground]
-    (x0, x1), (y0, y1), (z0, z1) = covered_box(box_affine, box_shape, grid_np, grid_size)
-    if x1 <= x0 or y1 <= y0 or z1 <= z0:
+    model_np, grid_np, box = labelled_scan_box(probabilities_t, model_affine, grid_affine, grid_size)
+    if box is None:  # background at every reachable voxel: background everywhere (convexity, as below)
         return labels, {"mixed_fraction": 0.0}
+    (x0, x1), (y0, y1), (z0, z1) = box
     cells = _uniform_cells(probabilities.argmax(axis=0).astype(np.uint8))
     cell_limit = np.array(cells.shape)
     to_model = np.linalg.solve(model_np, grid_np)  # scan voxel (x, y, z, 1) -> model continuous index

@@ -85,6 +85,37 @@ def _translate(affine: np.ndarray, offset: Sequence[int]) -> np.ndarray:
     return shifted
 
 
+Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+def labelled_scan_box(
+    scores: torch.Tensor, model_affine: np.ndarray | torch.Tensor, grid_affine: np.ndarray, grid_size: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, Box | None]:
+    """Where on the scan grid a non-background label can land: both affines as float64 arrays, and the index ranges
+    [start, stop) along the scan's x, y, z reached by the model grid's non-background voxels (:func:`foreground_box`,
+    :func:`covered_box`); ``None`` when no scan voxel can get a label.
+
+    Args:
+        scores: ``(C, X', Y', Z')`` on the model grid, as for :func:`labels_on_grid`.
+        model_affine, grid_affine: 4x4 voxel-to-world matrices of the model grid and the scan grid.
+        grid_size: (X, Y, Z) size of the scan grid.
+    """
+    model_affine_np = np.asarray(
+        model_affine.detach().cpu().numpy() if isinstance(model_affine, torch.Tensor) else model_affine,
+        dtype=np.float64,
+    )
+    grid_affine_np = np.asarray(grid_affine, dtype=np.float64)
+    foreground = foreground_box(scores)
+    if foreground is None:
+        return model_affine_np, grid_affine_np, None
+    starts = [start for start, _ in foreground]
+    shape = [stop - start for start, stop in foreground]
+    box = covered_box(_translate(model_affine_np, starts), shape, grid_affine_np, grid_size)
+    if any(stop <= start for start, stop in box):
+        return model_affine_np, grid_affine_np, None
+    return model_affine_np, grid_affine_np, box
+
+
 def labels_on_grid(
     scores: torch.Tensor,
     model_affine: np.ndarray | torch.Tensor,
@@ -113,20 +144,10 @@ def labels_on_grid(
     channels = int(scores.shape[0])
     size_x, size_y, size_z = (int(n) for n in grid_size)
     labels = np.zeros((size_z, size_y, size_x), dtype=np.uint8)
-    model_affine_np = np.asarray(
-        model_affine.detach().cpu().numpy() if isinstance(model_affine, torch.Tensor) else model_affine,
-        dtype=np.float64,
-    )
-    grid_affine_np = np.asarray(grid_affine, dtype=np.float64)
-    foreground = foreground_box(scores)
-    if foreground is None:
+    model_affine_np, grid_affine_np, box = labelled_scan_box(scores, model_affine, grid_affine, grid_size)
+    if box is None:
         return labels
-    starts = [start for start, _ in foreground]
-    shape = [stop - start for start, stop in foreground]
-    box = covered_box(_translate(model_affine_np, starts), shape, grid_affine_np, grid_size)
     (x0, x1), (y0, y1), (z0, z1) = box
-    if x1 <= x0 or y1 <= y0 or z1 <= z0:
-        return labels
     if slab is None:
         slab = max(1, SLAB_BUDGET_BYTES // (4 * (channels + 3) * (x1 - x0) * (y1 - y0)))
     affine = torch.as_tensor(model_affine_np)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -12,18 +13,36 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
+from medseg.training.model_config import MODEL_KEYS
 from tests.bundle.conftest import CONFIGS
+from tests.inference.helpers import MODEL_CONFIG
 
-ORGANS = {
-    "background": 0,
-    "Brainstem": 1,
-    "SpinalCord": 2,
-    "RightParotid": 3,
-    "LeftParotid": 4,
-    "Esophagus": 5,
-    "Larynx": 6,
-    "Mandible": 7,
-}
+ORGANS: dict[str, int] = MODEL_CONFIG["labels"]
+
+
+def bundle_run_parser(tmp_path: Path, inputs: Path, **changes: Any) -> ConfigParser:
+    """``train.json`` + ``inference.json`` as ``python -m monai.bundle run`` parses them, on ``inputs``, with seeded
+    random weights in ``tmp_path/models`` beside their model config (:data:`MODEL_CONFIG` with the model-key
+    ``changes``; other ``changes`` override bundle keys)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    model_config = {**MODEL_CONFIG, **{key: value for key, value in changes.items() if key in MODEL_KEYS}}
+    (models / "model_config.json").write_text(json.dumps(model_config))
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "inference.json")])
+    parser.update(
+        {
+            "ckpt_path": str(models / "model.pt"),
+            "input_dir": str(inputs),
+            "output_dir": str(tmp_path / "out"),
+            "device": "cpu",
+            **{key: value for key, value in changes.items() if key not in MODEL_KEYS},
+        }
+    )
+    torch.manual_seed(0)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), models / "model.pt")
+    parser.get_parsed_content("initialize")
+    return parser
 
 
 @pytest.mark.data
@@ -38,39 +57,7 @@ def test_a_scan_smaller_than_a_third_of_the_window_comes_back_on_its_grid(
     inputs = tmp_path / "scans"
     inputs.mkdir()
     (inputs / "STS_019.nii.gz").symlink_to(scan)
-    models = tmp_path / "models"
-    models.mkdir()
-    model_config = {
-        "dataset_name": "openkbp",
-        "labels": ORGANS,
-        "spacing": [4.688, 4.688, 2.5],
-        "hu_window": "head_neck",
-        "body_threshold_hu": -500,
-        "spatial_dims": 3,
-        "slice_neighbours": 0,
-        "patch_size": [96, 96, 96],
-        "network": "unet",
-        "channels": [4, 8, 16],
-        "num_res_units": 1,
-        "norm": "instance",
-        "dropout": 0.0,
-        "deep_supervision": True,
-    }
-    (models / "model_config.json").write_text(json.dumps(model_config))
-
-    parser = ConfigParser()
-    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "inference.json")])
-    parser.update(
-        {
-            "ckpt_path": str(models / "model.pt"),
-            "input_dir": str(inputs),
-            "output_dir": str(tmp_path / "out"),
-            "device": "cpu",
-        }
-    )
-    torch.manual_seed(0)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), models / "model.pt")
-    parser.get_parsed_content("initialize")
+    parser = bundle_run_parser(tmp_path, inputs, patch_size=[96, 96, 96], channels=[4, 8, 16])
     preprocessed = parser.get_parsed_content("preprocessing")({"image": str(scan)})["image"]
     assert tuple(preprocessed.shape[1:]) == (96, 96, 96)  # mirror-padded up to the window
     assert preprocessed.applied_operations[-2]["class"] == "CropForeground"
@@ -91,38 +78,15 @@ def test_a_file_medsegs_reader_refuses_ends_the_run_with_its_one_line_error(tmp_
     inputs = tmp_path / "scans"
     inputs.mkdir()
     (inputs / "broken.nii.gz").write_bytes(b"\x1f\x8b not a nifti")
-    models = tmp_path / "models"
-    models.mkdir()
-    model_config = {
-        "dataset_name": "openkbp",
-        "labels": {"background": 0, "Organ": 1},
-        "spacing": [4.0, 4.0, 4.0],
-        "hu_window": "head_neck",
-        "body_threshold_hu": -500,
-        "spatial_dims": 3,
-        "slice_neighbours": 0,
-        "patch_size": [16, 16, 16],
-        "network": "unet",
-        "channels": [4, 8],
-        "num_res_units": 1,
-        "norm": "instance",
-        "dropout": 0.0,
-        "deep_supervision": True,
-    }
-    (models / "model_config.json").write_text(json.dumps(model_config))
-    parser = ConfigParser()
-    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "inference.json")])
-    parser.update(
-        {
-            "ckpt_path": str(models / "model.pt"),
-            "input_dir": str(inputs),
-            "output_dir": str(tmp_path / "out"),
-            "device": "cpu",
-            "image_reader": "medseg.io.monai_reader.MedsegReader",
-        }
+    parser = bundle_run_parser(
+        tmp_path,
+        inputs,
+        labels={"background": 0, "Organ": 1},
+        spacing=[4.0, 4.0, 4.0],
+        patch_size=[16, 16, 16],
+        channels=[4, 8],
+        image_reader="medseg.io.monai_reader.MedsegReader",
     )
-    torch.save(parser.get_parsed_content("network_def").state_dict(), models / "model.pt")
-    parser.get_parsed_content("initialize")
     with pytest.raises(SystemExit) as caught:  # what `python -m monai.bundle run` prints as its last line
         parser.get_parsed_content("run")
     assert str(caught.value.code).startswith(f"{inputs / 'broken.nii.gz'}: ")

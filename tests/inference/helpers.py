@@ -19,22 +19,14 @@ import torch
 from monai.bundle import ConfigParser
 
 from medseg.config import REPO_ROOT
+from medseg.datasets.openkbp import LABELS as OPENKBP_LABELS
 from medseg.inference.bundle import inference_config_files
 
 REAL_BUNDLE = REPO_ROOT / "bundles" / "ct_unet"
 # What the test model was "trained" with: models/model_config.json of the test bundle.
 MODEL_CONFIG: dict[str, Any] = {
     "dataset_name": "openkbp",
-    "labels": {
-        "background": 0,
-        "Brainstem": 1,
-        "SpinalCord": 2,
-        "RightParotid": 3,
-        "LeftParotid": 4,
-        "Esophagus": 5,
-        "Larynx": 6,
-        "Mandible": 7,
-    },
+    "labels": {"background": 0, **OPENKBP_LABELS},
     "spacing": [4.688, 4.688, 2.5],
     "image_reader": "NibabelReader",
     "hu_window": "head_neck",
