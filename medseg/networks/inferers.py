@@ -55,3 +55,30 @@ class AxialSliceInferer(SlidingWindowInferer):
             return network(windows[..., 0], *net_args, **net_kwargs)[..., None]
 
         return super().__call__(inputs, predict_slices, *args, **kwargs)  # type: ignore[return-value]
+
+
+def build_inferer(
+    spatial_dims: int,
+    patch_size: Sequence[int],
+    sw_batch_size: int = 4,
+    overlap: float = 0.25,
+    mode: str = "gaussian",
+    padding_mode: str = "reflect",
+) -> SlidingWindowInferer:
+    """The bundle's inferer: MONAI ``SlidingWindowInferer`` for 3D networks, :class:`AxialSliceInferer` (with
+    ``8 * sw_batch_size`` slice windows per call) for 2D / 2.5D ones."""
+    if spatial_dims == 3:
+        return SlidingWindowInferer(
+            roi_size=list(patch_size),
+            sw_batch_size=sw_batch_size,
+            overlap=overlap,
+            mode=mode,
+            padding_mode=padding_mode,
+        )
+    return AxialSliceInferer(
+        roi_size=list(patch_size),
+        sw_batch_size=8 * sw_batch_size,
+        overlap=overlap,
+        mode=mode,
+        padding_mode=padding_mode,
+    )

@@ -13,13 +13,21 @@ from medseg.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from medseg.training.checkpoints import ResumableCheckpointSaver, ResumeFromCheckpoint
-    from medseg.training.dataset_info import dataset_labels, median_spacing, target_spacing
-    from medseg.training.engines import run_engine
+    from medseg.training.dataset_info import class_names, dataset_labels, median_spacing, target_spacing
+    from medseg.training.engines import run_engine, run_training
     from medseg.training.epoch_report import EpochReport
-    from medseg.training.losses import SegmentationLoss
+    from medseg.training.losses import PartialLabelLoss, SegmentationLoss, build_loss, prepare_batch
     from medseg.training.metrics import HausdorffDistanceMM, PerCaseMetricsCSV
     from medseg.training.model_config import MODEL_KEYS, find_model_config, load_model_config, read_model_config
     from medseg.training.options import amp_enabled, as_bool, check_options, resolve_device
+    from medseg.training.recipe import (
+        TimeBudget,
+        build_optimizer,
+        every_n_iterations,
+        key_metric_score,
+        prepare_model,
+        warmup_cosine,
+    )
     from medseg.training.run_dir import (
         default_output_dir,
         latest_checkpoint,
@@ -31,13 +39,21 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "medseg.training.checkpoints": ("ResumableCheckpointSaver", "ResumeFromCheckpoint"),
-    "medseg.training.dataset_info": ("dataset_labels", "median_spacing", "target_spacing"),
-    "medseg.training.engines": ("run_engine",),
+    "medseg.training.dataset_info": ("class_names", "dataset_labels", "median_spacing", "target_spacing"),
+    "medseg.training.engines": ("run_engine", "run_training"),
     "medseg.training.epoch_report": ("EpochReport",),
-    "medseg.training.losses": ("SegmentationLoss",),
+    "medseg.training.losses": ("PartialLabelLoss", "SegmentationLoss", "build_loss", "prepare_batch"),
     "medseg.training.metrics": ("HausdorffDistanceMM", "PerCaseMetricsCSV"),
     "medseg.training.model_config": ("MODEL_KEYS", "find_model_config", "load_model_config", "read_model_config"),
     "medseg.training.options": ("amp_enabled", "as_bool", "check_options", "resolve_device"),
+    "medseg.training.recipe": (
+        "TimeBudget",
+        "build_optimizer",
+        "every_n_iterations",
+        "key_metric_score",
+        "prepare_model",
+        "warmup_cosine",
+    ),
     "medseg.training.run_dir": (
         "default_output_dir",
         "latest_checkpoint",
@@ -51,26 +67,37 @@ __all__ = [
     "MODEL_KEYS",
     "EpochReport",
     "HausdorffDistanceMM",
+    "PartialLabelLoss",
     "PerCaseMetricsCSV",
     "ResumableCheckpointSaver",
     "ResumeFromCheckpoint",
     "SegmentationLoss",
+    "TimeBudget",
     "amp_enabled",
     "as_bool",
+    "build_loss",
+    "build_optimizer",
     "check_options",
+    "class_names",
     "dataset_labels",
     "default_output_dir",
+    "every_n_iterations",
     "find_model_config",
+    "key_metric_score",
     "latest_checkpoint",
     "load_model_config",
     "log_to_file",
     "median_spacing",
+    "prepare_batch",
+    "prepare_model",
     "prepare_output_dir",
     "read_model_config",
     "resolve_device",
     "resume_checkpoint",
     "run_engine",
+    "run_training",
     "target_spacing",
+    "warmup_cosine",
     "write_run_config",
 ]
 

@@ -39,8 +39,13 @@ class ResumableCheckpointSaver(CheckpointSaver):
 
     - its best-key-metric tracker can be saved in and restored from a checkpoint (``state_dict``);
     - :meth:`adopt` makes the "keep the latest ``n_saved``" rotation aware of the checkpoint a run resumed from,
-      so that file is replaced by the next save instead of lingering forever.
+      so that file is replaced by the next save instead of lingering forever;
+    - ``None`` entries of ``save_dict`` (objects disabled on this DDP rank, such as the best-model saver that lives
+      on rank 0 only) are left out.
     """
+
+    def __init__(self, save_dir: str, save_dict: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(save_dir, {name: obj for name, obj in save_dict.items() if obj is not None}, **kwargs)
 
     def state_dict(self) -> dict[str, Any]:
         if self._key_metric_checkpoint is None:
@@ -75,8 +80,8 @@ class ResumeFromCheckpoint:
 
     def __init__(
         self,
-        load_path: str | None,
         load_dict: Mapping[str, Any],
+        load_path: str | None = None,
         lr_scheduler: LRScheduler | None = None,
         map_location: str | torch.device | None = "cpu",
         latest_saver: ResumableCheckpointSaver | None = None,

@@ -59,3 +59,8 @@ def target_spacing(
             None, f"dataset {name!r} is not in data_manifest.json: pass --dataset_dir with its MSD folder"
         )
     return median_spacing(Path(dataset_dir))
+
+
+def class_names(labels: dict[str, int]) -> list[str]:
+    """The organ names in label-id order, background (id 0) left out."""
+    return [name for name, index in sorted(labels.items(), key=lambda item: item[1]) if index > 0]

@@ -3,10 +3,12 @@ one-line error (naming the file), not with MONAI's ``RuntimeError("applying tran
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from medseg.errors import MedsegError
 from medseg.io.monai_reader import unwrap_medseg_error
+from medseg.training.run_dir import log_to_file, write_run_config
 
 
 def run_engine(engine: Any) -> None:
@@ -29,3 +31,40 @@ def run_engine(engine: Any) -> None:
         if not isinstance(unwrapped, MedsegError):
             raise
         raise SystemExit(unwrapped) from err
+
+
+def run_training(
+    trainer: Any,
+    evaluator: Any,
+    run_dir: str,
+    run_config: dict[str, Any],
+    handlers: Sequence[Any] = (),
+    main_process_handlers: Sequence[Any] = (),
+    evaluator_handlers: Sequence[Any] = (),
+    early_stop: Any = None,
+    is_main_process: bool = True,
+) -> None:
+    """The bundle's ``training`` step: log to ``run_dir/train.log`` and write ``run_config.json`` (main process),
+    attach the handlers that need the finished trainer (resume first, so it restores before the others start),
+    then :func:`run_engine`.
+
+    Args:
+        handlers: attached to the trainer in every process, in order (``None`` entries are skipped).
+        main_process_handlers: attached to the trainer in the main process only (files, TensorBoard).
+        evaluator_handlers: attached to ``evaluator`` (the trainer's validator) in the main process only.
+        early_stop: an ``EarlyStopHandler`` (or ``None``) that stops ``trainer``.
+    """
+    if is_main_process:
+        log_to_file(run_dir)
+        write_run_config(run_dir, run_config)
+    chosen = [*handlers, *(main_process_handlers if is_main_process else ())]
+    for handler in chosen:
+        if handler is not None:
+            handler.attach(trainer)
+    if is_main_process:
+        for handler in evaluator_handlers:
+            if handler is not None:
+                handler.attach(evaluator)
+    if early_stop is not None:
+        early_stop.set_trainer(trainer)
+    run_engine(trainer)

@@ -79,7 +79,7 @@ def check_options(
     patch_size: Sequence[int],
     loss: str,
     optimizer: str,
-    networks: Sequence[str],
+    networks: Sequence[str] | None = None,
     crop: str = "posneg",
 ) -> None:
     """Reject combinations that cannot work, before any data is loaded.
@@ -87,6 +87,10 @@ def check_options(
     Raises:
         MedsegError: naming the offending option and value.
     """
+    if networks is None:
+        from medseg.networks import NETWORKS
+
+        networks = tuple(NETWORKS)
     if network not in networks:
         raise MedsegError(None, f"--network must be one of {', '.join(networks)}, got {network!r}")
     if spatial_dims not in (2, 3):

@@ -15,11 +15,13 @@ if TYPE_CHECKING:
     from medseg.transforms.body import BodyMask
     from medseg.transforms.intensity import HU_WINDOW_PRESETS, HUWindow, HUWindowd, HUWindowPreset, hu_window_range
     from medseg.transforms.slices import StackSliceNeighbours, StackSliceNeighboursd
+    from medseg.transforms.training import augmentation, patch_sampling, training_transforms
 
 _EXPORTS = {
     "medseg.transforms.body": ("BodyMask",),
     "medseg.transforms.intensity": ("HU_WINDOW_PRESETS", "HUWindow", "HUWindowd", "HUWindowPreset", "hu_window_range"),
     "medseg.transforms.slices": ("StackSliceNeighbours", "StackSliceNeighboursd"),
+    "medseg.transforms.training": ("augmentation", "patch_sampling", "training_transforms"),
 }
 __all__ = [
     "HU_WINDOW_PRESETS",
@@ -29,7 +31,10 @@ __all__ = [
     "HUWindowd",
     "StackSliceNeighbours",
     "StackSliceNeighboursd",
+    "augmentation",
     "hu_window_range",
+    "patch_sampling",
+    "training_transforms",
 ]
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -46,7 +46,7 @@ class _Run:
         }
 
     def run(self, resume_from: str | None = None) -> None:
-        ResumeFromCheckpoint(resume_from, self.objects(), lr_scheduler=self.scheduler, latest_saver=self.saver).attach(
+        ResumeFromCheckpoint(self.objects(), resume_from, lr_scheduler=self.scheduler, latest_saver=self.saver).attach(
             self.engine
         )
         self.saver.attach(self.engine)
