@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from medseg.errors import MedsegError
-from medseg.io.monai_reader import unwrap_medseg_error
 from medseg.training.run_dir import log_to_file, write_run_config
 
 
@@ -27,6 +26,8 @@ def run_engine(engine: Any) -> None:
     try:
         engine.run()
     except Exception as err:
+        from medseg.io.monai_reader import unwrap_medseg_error  # here: training itself never needs the readers
+
         unwrapped = unwrap_medseg_error(err)
         if not isinstance(unwrapped, MedsegError):
             raise

@@ -45,11 +45,13 @@ class TimeBudget:
     Args:
         budget_s: seconds from the start of the first epoch.
         lr_scheduler: the step-level scheduler (anything with a ``t_total`` attribute), or ``None``.
+        round_to: end on a multiple of this many epochs (the validation interval), so the last epoch is validated.
     """
 
-    def __init__(self, budget_s: float, lr_scheduler: Any = None) -> None:
+    def __init__(self, budget_s: float, lr_scheduler: Any = None, round_to: int = 1) -> None:
         self.budget_s = float(budget_s or 0)
         self.lr_scheduler = lr_scheduler
+        self.round_to = max(1, int(round_to))
         self.start = 0.0
 
     def attach(self, engine: Engine) -> None:
@@ -65,7 +67,7 @@ class TimeBudget:
         elapsed = time.monotonic() - self.start
         done = engine.state.epoch
         fit = done + int((self.budget_s - elapsed) // (elapsed / done))
-        fit = max(done, fit)
+        fit = max(done, fit - fit % self.round_to)  # end on a validation epoch
         if fit != engine.state.max_epochs:
             engine.state.max_epochs = fit
             if self.lr_scheduler is not None and hasattr(self.lr_scheduler, "t_total"):
