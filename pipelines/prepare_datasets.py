@@ -7,7 +7,8 @@
 Steps per dataset: validate its files against ``data_manifest.json`` (sizes + sha256, grids, label values, folds;
 ``--no-checksums`` skips sha256), import it into ``<MEDSEG_CACHE>/datasets/<name>`` in MSD layout (a no-op when the
 cache is already complete), print the importer's findings (partial fields of view, Dice of rasterised RTSTRUCTs
-against the reference masks), and compute the nnU-Net-style fingerprint from the imported NIfTI. A fingerprint
+against the reference masks), and compute the nnU-Net-style fingerprint from the imported NIfTI (over the dataset's
+cross-validation cases: for OpenKBP the 34 fully contoured ones, see ``Dataset.fingerprint_case_ids``). A fingerprint
 that differs from the stored one is reported (exit status 1) unless ``--write-fingerprint`` stores it.
 """
 
@@ -18,6 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from medseg.config import MANIFEST_PATH
 from medseg.datasets.datalist import prepare_dataset
@@ -34,7 +36,8 @@ def _print_report(folder: Path) -> None:
     report_path = folder / "import_report.json"
     if not report_path.is_file():
         return
-    for row in read_json_object(report_path, "the import report").get("cases", []):
+    rows = read_json_object(report_path, "the import report").get("cases", [])
+    for row in rows:
         notes = []
         if row.get("dice_vs_reference") is not None:
             notes.append(f"Dice vs reference mask {row['dice_vs_reference']:.4f}")
@@ -42,10 +45,20 @@ def _print_report(folder: Path) -> None:
             notes.append(f"partial field of view: body only in slices {row['body_slices']}")
         if row.get("metal_clipped"):
             notes.append(f"{row['metal_clipped']} metal voxels clipped at 4095")
-        if row.get("absent"):
-            notes.append(f"no mask for {row['absent']}")
         if notes:
             print(f"  {row['case_id']}: " + "; ".join(notes))
+    _print_contoured(rows)
+
+
+def _print_contoured(rows: Sequence[dict[str, Any]]) -> None:
+    """One line per organ: in how many cases it was contoured (OpenKBP reports carry ``contoured``)."""
+    contoured = [row["contoured"] for row in rows if "contoured" in row]
+    if not contoured:
+        return
+    organs = list(dict.fromkeys(name for row in rows for name in row.get("voxels", {})))
+    full = sum(len(c) == len(organs) for c in contoured)
+    print(f"  {full} of {len(contoured)} cases fully contoured; cases per organ: ", end="")
+    print(", ".join(f"{name} {sum(name in c for c in contoured)}" for name in organs))
 
 
 def prepare(names: Sequence[str], checksums: bool, write_fingerprint: bool, manifest_path: Path) -> int:
@@ -64,7 +77,7 @@ def prepare(names: Sequence[str], checksums: bool, write_fingerprint: bool, mani
             f"{name}: {len(manifest.dataset(name).cases)} cases ready in {folder} ({time.perf_counter() - start:.1f} s)"
         )
         _print_report(folder)
-        fingerprint = compute_fingerprint(folder)
+        fingerprint = compute_fingerprint(folder, manifest.dataset(name).fingerprint_case_ids())
         fresh = fingerprint_to_json(fingerprint)
         stored = manifest.dataset(name).fingerprint
         print(f"  fingerprint: median spacing RAS {fresh['median_spacing_ras']} mm, intensity {fresh['intensity']}")

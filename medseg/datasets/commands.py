@@ -114,8 +114,8 @@ def _print_import_summary(folder: Path) -> None:
             print(f"  {row['case_id']}: Dice vs reference mask {row['dice_vs_reference']:.4f}")
         if row.get("partial_field"):
             print(f"  {row['case_id']}: partial field of view, body only in slices {row['body_slices']}")
-        if row.get("absent"):
-            print(f"  {row['case_id']}: no mask for {row['absent']}")
+        if "contoured" in row and len(row["contoured"]) < len(row.get("voxels", row["contoured"])):
+            print(f"  {row['case_id']}: contoured only {row['contoured']}")
 
 
 def _import_msd(args: argparse.Namespace) -> int:

@@ -9,6 +9,12 @@ Both layouts keep ``imagesTr/``, ``labelsTr/`` and ``dataset.json`` in one folde
   (name -> id). ``splits_final.json`` (``[{"train": [...], "val": [...]}, ...]``), when present, gives the folds.
 
 medseg trains on one CT channel, so multi-channel nnU-Net datasets are refused with a clear error.
+
+Partially labelled data (medseg's extension, ignored by MSD and nnU-Net tools): a case may declare the labels that
+were contoured in it, either in its MSD training entry (``{"image": ..., "label": ..., "contoured": ["liver"]}``)
+or, for either layout, in a top-level ``"contoured": {"<case id>": ["liver"], ...}`` map. Labels not named there are
+unknown in that case, not background. A case without a declaration is fully labelled. Declared names must be
+labels of the dataset (background is always known and may be left out).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from medseg.datasets.folds import make_folds
-from medseg.datasets.manifest import Fold, Folds
+from medseg.datasets.manifest import CONTOURED_KEY, Fold, Folds, contoured_flags
 from medseg.errors import InputError, ManifestError
 from medseg.io.atomic import atomic_path
 from medseg.io.json_file import read_json_object
@@ -35,11 +41,13 @@ CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")
 
 @dataclass(frozen=True)
 class MsdCase:
-    """One labelled case: ``image`` and ``label`` are absolute paths."""
+    """One labelled case: ``image`` and ``label`` are absolute paths; ``contoured``: the label names contoured in
+    this case (``None``: all of them)."""
 
     case_id: str
     image: Path
     label: Path
+    contoured: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,10 +63,24 @@ class MsdDataset:
 
 
 def write_msd_dataset_json(
-    out_dir: Path, name: str, description: str, labels: Mapping[str, int], case_ids: Sequence[str]
+    out_dir: Path,
+    name: str,
+    description: str,
+    labels: Mapping[str, int],
+    case_ids: Sequence[str],
+    contoured: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Write an MSD ``dataset.json`` for ``imagesTr/<id>.nii.gz`` + ``labelsTr/<id>.nii.gz`` (one CT channel,
-    labels as ``{"0": "background", "1": ...}``) atomically."""
+    labels as ``{"0": "background", "1": ...}``) atomically. ``contoured`` (case id -> label names) adds each listed
+    case's ``"contoured"`` to its training entry."""
+    contoured = contoured or {}
+
+    def entry(case_id: str) -> dict[str, Any]:
+        item: dict[str, Any] = {"image": f"./imagesTr/{case_id}.nii.gz", "label": f"./labelsTr/{case_id}.nii.gz"}
+        if case_id in contoured:
+            item[CONTOURED_KEY] = list(contoured[case_id])
+        return item
+
     label_table = {"0": "background", **{str(v): k for k, v in sorted(labels.items(), key=lambda kv: kv[1]) if v}}
     content = {
         "name": name,
@@ -68,7 +90,7 @@ def write_msd_dataset_json(
         "labels": label_table,
         "numTraining": len(case_ids),
         "numTest": 0,
-        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in case_ids],
+        "training": [entry(c) for c in case_ids],
         "test": [],
     }
     with atomic_path(out_dir / "dataset.json") as tmp:
@@ -100,6 +122,18 @@ def _labels(raw: Any, path: Path) -> dict[str, int]:
     return labels
 
 
+def _contoured(raw: Any, labels: Mapping[str, int], path: Path, where: str) -> tuple[str, ...] | None:
+    """A case's ``contoured`` declaration checked against the dataset's labels (``None`` when not declared)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        raise InputError(path, f"{where}: 'contoured' must be a list of label names, got {raw!r}")
+    unknown = sorted(set(raw) - set(labels))
+    if unknown:
+        raise InputError(path, f"{where}: 'contoured' names {unknown}, which are not labels {sorted(labels)}")
+    return tuple(sorted(set(raw), key=lambda n: labels[n]))
+
+
 def read_msd_dataset(folder: str | os.PathLike[str]) -> MsdDataset:
     """Parse ``folder/dataset.json`` and list the labelled cases (files are not opened; see :func:`validate_msd`).
 
@@ -115,6 +149,9 @@ def read_msd_dataset(folder: str | os.PathLike[str]) -> MsdDataset:
     if isinstance(channels, dict) and len(channels) > 1:
         raise InputError(json_path, f"{len(channels)} image channels {channels!r}; medseg trains on one CT channel")
     name = str(raw.get("name", folder.name))
+    declared = raw.get(CONTOURED_KEY, {})
+    if not isinstance(declared, dict):
+        raise InputError(json_path, f"top-level 'contoured' must map case ids to label names, got {declared!r}")
     cases = []
     if isinstance(raw.get("training"), list) and raw["training"]:
         style, file_ending = "msd", str(raw.get("file_ending", ".nii.gz"))
@@ -125,8 +162,12 @@ def read_msd_dataset(folder: str | os.PathLike[str]) -> MsdDataset:
                 raise InputError(json_path, f"training[{i}] ({entry['image']}) has no label")
             image = (folder / entry["image"]).resolve()
             label = (folder / entry["label"]).resolve()
-            case_id = _strip_ending(_strip_ending(image.name, ".nii.gz"), file_ending).split(".")[0]
-            cases.append(MsdCase(CHANNEL_SUFFIX.sub("", case_id), image, label))
+            case_id = CHANNEL_SUFFIX.sub(
+                "", _strip_ending(_strip_ending(image.name, ".nii.gz"), file_ending).split(".")[0]
+            )
+            where = f"training[{i}] ({case_id})"
+            contoured = _contoured(entry.get(CONTOURED_KEY, declared.get(case_id)), labels, json_path, where)
+            cases.append(MsdCase(case_id, image, label, contoured))
     else:
         style = "nnunetv2"
         ending = raw.get("file_ending")
@@ -135,11 +176,16 @@ def read_msd_dataset(folder: str | os.PathLike[str]) -> MsdDataset:
         file_ending = ending
         for label in sorted((folder / "labelsTr").glob(f"*{file_ending}")):
             case_id = _strip_ending(label.name, file_ending)
-            cases.append(
-                MsdCase(case_id, (folder / "imagesTr" / f"{case_id}_0000{file_ending}").resolve(), label.resolve())
-            )
+            image = (folder / "imagesTr" / f"{case_id}_0000{file_ending}").resolve()
+            contoured = _contoured(declared.get(case_id), labels, json_path, f"case {case_id}")
+            cases.append(MsdCase(case_id, image, label.resolve(), contoured))
     if len({c.case_id for c in cases}) != len(cases):
         raise InputError(json_path, "two training entries share a case id")
+    unknown_ids = sorted(set(declared) - {c.case_id for c in cases})
+    if unknown_ids:
+        raise InputError(
+            json_path, f"top-level 'contoured' names cases that are not in the dataset: {unknown_ids[:10]}"
+        )
     return MsdDataset(folder.resolve(), style, name, labels, file_ending, tuple(cases))
 
 
@@ -189,6 +235,14 @@ def validate_msd(dataset: MsdDataset) -> list[str]:
                 problems.append(
                     f"{case.label}: label values {undeclared} are not declared in dataset.json {sorted(declared)}"
                 )
+            elif case.contoured is not None:
+                known = {0} | {dataset.labels[n] for n in case.contoured}
+                uncontoured = sorted(values - known)
+                if uncontoured:
+                    problems.append(
+                        f"{case.label}: label values {uncontoured} are present but not in the case's 'contoured' "
+                        f"{list(case.contoured)}"
+                    )
         except RuntimeError as err:
             problems.append(f"{case.label}: cannot read the image/label pair: {str(err).splitlines()[0]}")
     return problems
@@ -213,8 +267,10 @@ def msd_folds(dataset: MsdDataset, n_folds: int = 5, seed: int = 12345) -> Folds
 
 def msd_fold_datalists(
     folder: str | os.PathLike[str], fold: int = 0, max_cases: int | None = None
-) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(training, validation) datalists of fold ``fold`` of an MSD / nnU-Net folder (absolute paths)."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(training, validation) datalists of fold ``fold`` of an MSD / nnU-Net folder: items ``{"image", "label"``
+    (absolute paths), ``"case_id"``, ``"contoured"`` (0/1 per label id, see
+    :func:`medseg.datasets.manifest.contoured_flags`)``}``."""
     dataset = read_msd_dataset(folder)
     folds = msd_folds(dataset)
     if not 0 <= fold < len(folds.folds):
@@ -225,15 +281,24 @@ def msd_fold_datalists(
     if max_cases is not None:
         train, val = train[:max_cases], val[:max_cases]
 
-    def items(ids: Sequence[str]) -> list[dict[str, str]]:
-        return [{"image": str(by_id[c].image), "label": str(by_id[c].label), "case_id": c} for c in ids]
+    def items(ids: Sequence[str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "image": str(by_id[c].image),
+                "label": str(by_id[c].label),
+                "case_id": c,
+                CONTOURED_KEY: contoured_flags(dataset.labels, by_id[c].contoured),
+            }
+            for c in ids
+        ]
 
     return items(train), items(val)
 
 
 def write_msd_datalist(dataset: MsdDataset, out_dir: str | Path, folds: Folds) -> Path:
-    """Write ``datalist.json`` (MONAI decathlon style: ``training`` items with ``image``, ``label``, ``case_id``
-    and ``fold``, absolute paths) and nnU-Net's ``splits_final.json`` into ``out_dir``; return the datalist."""
+    """Write ``datalist.json`` (MONAI decathlon style: ``training`` items with ``image``, ``label``, ``case_id``,
+    ``fold`` and ``contoured``, absolute paths) and nnU-Net's ``splits_final.json`` into ``out_dir``; return the
+    datalist."""
     out_dir = Path(out_dir)
     fold_of = {c: i for i, f in enumerate(folds.folds) for c in f.validation}
     content = {
@@ -243,7 +308,13 @@ def write_msd_datalist(dataset: MsdDataset, out_dir: str | Path, folds: Folds) -
         "labels": {str(v): k for k, v in sorted(dataset.labels.items(), key=lambda kv: kv[1])},
         "fold_method": folds.method,
         "training": [
-            {"image": str(c.image), "label": str(c.label), "case_id": c.case_id, "fold": fold_of.get(c.case_id, -1)}
+            {
+                "image": str(c.image),
+                "label": str(c.label),
+                "case_id": c.case_id,
+                "fold": fold_of.get(c.case_id, -1),
+                CONTOURED_KEY: contoured_flags(dataset.labels, c.contoured),
+            }
             for c in dataset.cases
         ],
     }

@@ -2,8 +2,9 @@
 
 Checks, per dataset: the folder exists; every listed file exists with the listed size and sha256; no unlisted
 files lie in the folder; every path a case references exists and is listed; image and label of a NIfTI/NRRD pair
-share one grid (size, spacing, origin, direction); label files hold only declared label ids; OpenKBP structure
-masks name declared labels and index inside the grid; folds reference known cases, partition them and are
+share one grid (size, spacing, origin, direction); label files hold only declared label ids (of a partially
+contoured case: only its contoured ones); OpenKBP structure masks name declared labels and index inside the grid,
+and a case's ``contoured`` list matches its structure files; folds reference known cases, partition them and are
 reproducible. Hashing runs on a thread pool (hashlib releases the GIL), reading 1 MiB chunks.
 """
 
@@ -76,15 +77,16 @@ def _check_files(dataset: Dataset, root: Path, checksums: bool, pool: ThreadPool
     for record, problem in zip(dataset.files, results, strict=True):
         if problem:
             yield Problem(dataset.name, record.path, problem)
-    folder = root / dataset.folder
-    if not folder.is_dir():
-        yield Problem(dataset.name, dataset.folder, "dataset folder missing")
-        return
     listed = {record.path for record in dataset.files}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if (path.is_file() or path.is_symlink()) and not path.is_dir() and rel not in listed:
-            yield Problem(dataset.name, rel, "file is not listed in the manifest")
+    for name in dataset.folders:
+        folder = root / name
+        if not folder.is_dir():
+            yield Problem(dataset.name, name, "dataset folder missing")
+            continue
+        for path in sorted(folder.rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            if (path.is_file() or path.is_symlink()) and not path.is_dir() and rel not in listed:
+                yield Problem(dataset.name, rel, "file is not listed in the manifest")
 
 
 def _grid(path: Path) -> sitk.ImageFileReader:
@@ -148,10 +150,21 @@ def _check_case(dataset: Dataset, case: Case, root: Path, listed: set[str]) -> l
                 problems.append(Problem(dataset.name, rel, where + "referenced folder holds no listed file"))
         elif rel not in listed:
             problems.append(Problem(dataset.name, rel, where + "referenced file is not listed in the manifest"))
+    if case.contoured is not None and case.structures and set(case.contoured) != set(case.structures):
+        problems.append(
+            Problem(
+                dataset.name,
+                case.image,
+                where
+                + f"contoured {sorted(case.contoured)} differs from the structure files {sorted(case.structures)}",
+            )
+        )
     label = case.label
     if label is not None and is_image_file(label) and (root / label).is_file():
+        # A partially contoured case may hold only background and its contoured labels.
+        known = dataset.labels if case.contoured is None else {n: dataset.labels[n] for n in case.contoured}
         try:
-            value_problem = _label_value_problem(root / label, set(dataset.labels.values()))
+            value_problem = _label_value_problem(root / label, {0, *known.values()})
             if value_problem:
                 problems.append(Problem(dataset.name, label, where + value_problem))
             if is_image_file(case.image) and (root / case.image).is_file():

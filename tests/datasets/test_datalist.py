@@ -68,7 +68,8 @@ def test_fold_datalists_for_a_fold_and_for_the_source_split(data_root: Path) -> 
     assert [i["case_id"] for i in train] == [folds.folds[3].train[0]]
     assert [i["case_id"] for i in val] == [folds.folds[3].validation[0]]
     for item in train + val:
-        assert set(item) == {"image", "label", "case_id"}
+        assert set(item) == {"image", "label", "case_id", "contoured"}
+        assert item["contoured"] == [1] * 8  # the folds hold the fully contoured cases
         assert Path(item["image"]).is_file() and Path(item["label"]).is_file()
         assert item["image"].endswith(f"imagesTr/{item['case_id']}.nii.gz")
     train, val = fold_datalists("openkbp", fold=-1, max_cases=2)
