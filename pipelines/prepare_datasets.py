@@ -19,46 +19,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from medseg.config import MANIFEST_PATH
+from medseg.datasets.commands import import_report_lines
 from medseg.datasets.datalist import prepare_dataset
 from medseg.datasets.fingerprint import compute_fingerprint, fingerprint_to_json, store_fingerprint
 from medseg.datasets.manifest import load_manifest
 from medseg.datasets.validate import validate_manifest
 from medseg.errors import MedsegError
-from medseg.io.json_file import read_json_object
 
 DEFAULT_DATASETS = ("openkbp", "ibsi_sts")
-
-
-def _print_report(folder: Path) -> None:
-    report_path = folder / "import_report.json"
-    if not report_path.is_file():
-        return
-    rows = read_json_object(report_path, "the import report").get("cases", [])
-    for row in rows:
-        notes = []
-        if row.get("dice_vs_reference") is not None:
-            notes.append(f"Dice vs reference mask {row['dice_vs_reference']:.4f}")
-        if row.get("partial_field"):
-            notes.append(f"partial field of view: body only in slices {row['body_slices']}")
-        if row.get("metal_clipped"):
-            notes.append(f"{row['metal_clipped']} metal voxels clipped at 4095")
-        if notes:
-            print(f"  {row['case_id']}: " + "; ".join(notes))
-    _print_contoured(rows)
-
-
-def _print_contoured(rows: Sequence[dict[str, Any]]) -> None:
-    """One line per organ: in how many cases it was contoured (OpenKBP reports carry ``contoured``)."""
-    contoured = [row["contoured"] for row in rows if "contoured" in row]
-    if not contoured:
-        return
-    organs = list(dict.fromkeys(name for row in rows for name in row.get("voxels", {})))
-    full = sum(len(c) == len(organs) for c in contoured)
-    print(f"  {full} of {len(contoured)} cases fully contoured; cases per organ: ", end="")
-    print(", ".join(f"{name} {sum(name in c for c in contoured)}" for name in organs))
 
 
 def prepare(names: Sequence[str], checksums: bool, write_fingerprint: bool, manifest_path: Path) -> int:
@@ -76,7 +46,8 @@ def prepare(names: Sequence[str], checksums: bool, write_fingerprint: bool, mani
         print(
             f"{name}: {len(manifest.dataset(name).cases)} cases ready in {folder} ({time.perf_counter() - start:.1f} s)"
         )
-        _print_report(folder)
+        for line in import_report_lines(folder):
+            print(line)
         fingerprint = compute_fingerprint(folder, manifest.dataset(name).fingerprint_case_ids())
         fresh = fingerprint_to_json(fingerprint)
         stored = manifest.dataset(name).fingerprint

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,9 @@ from medseg.io.atomic import atomic_path
 from medseg.io.json_file import read_json_object
 
 CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")
+# Grid tolerance: NIfTI stores spacing and origin as float32 (~1e-7 relative); 1e-4 mm catches any real shift.
+GRID_TOL_MM = 1e-4
+DIRECTION_TOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -189,11 +192,59 @@ def read_msd_dataset(folder: str | os.PathLike[str]) -> MsdDataset:
     return MsdDataset(folder.resolve(), style, name, labels, file_ending, tuple(cases))
 
 
+def _grid(path: Path) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    return reader
+
+
+def _grid_problems(image_path: Path, label_path: Path) -> list[str]:
+    image, label = _grid(image_path), _grid(label_path)
+    if image.GetSize() != label.GetSize():
+        return [f"label size {label.GetSize()} differs from the image's {image.GetSize()}"]
+    problems = []
+    if not np.allclose(image.GetSpacing(), label.GetSpacing(), rtol=0, atol=GRID_TOL_MM):
+        problems.append(f"label spacing {label.GetSpacing()} differs from the image's {image.GetSpacing()}")
+    if not np.allclose(image.GetOrigin(), label.GetOrigin(), rtol=0, atol=GRID_TOL_MM):
+        problems.append(f"label origin {label.GetOrigin()} differs from the image's {image.GetOrigin()}")
+    if not np.allclose(image.GetDirection(), label.GetDirection(), rtol=0, atol=DIRECTION_TOL):
+        problems.append(f"label direction {label.GetDirection()} differs from the image's {image.GetDirection()}")
+    return problems
+
+
+def _value_problems(label_path: Path, declared: Collection[int], contoured: Collection[int] | None) -> list[str]:
+    image = sitk.ReadImage(str(label_path))  # keep a reference: the array view does not own the buffer
+    values = np.unique(sitk.GetArrayViewFromImage(image))
+    undeclared = sorted(float(v) if v != int(v) else int(v) for v in values if v not in declared or v != int(v))
+    if undeclared:
+        ids = sorted(declared)
+        shown = f"{ids}" if len(ids) <= 10 else f"{ids[:10]} ... ({len(ids)} ids)"
+        return [f"label values {undeclared[:10]} are not declared label ids {shown}"]
+    if contoured is not None:
+        uncontoured = sorted(int(v) for v in values if v != 0 and int(v) not in contoured)
+        if uncontoured:
+            return [f"label values {uncontoured} are present but not contoured in this case {sorted(contoured)}"]
+    return []
+
+
+def label_pair_problems(
+    image: Path | None, label: Path, declared: Collection[int], contoured: Collection[int] | None = None
+) -> list[str]:
+    """What is wrong with an image/label pair of single-file volumes (NIfTI, NRRD, MetaImage): the label's grid
+    (size, spacing, origin, direction) differs from the image's (not checked when ``image`` is ``None``); it holds
+    values other than the ``declared`` label ids; or, for a partially contoured case (``contoured``: the label ids
+    contoured in it), values of labels that were not contoured. Each problem is one sentence (without the path)."""
+    try:
+        grid = _grid_problems(image, label) if image is not None else []
+        return grid + _value_problems(label, declared, contoured)
+    except RuntimeError as err:  # SimpleITK cannot read one of the two
+        return [f"cannot read the image/label pair: {str(err).splitlines()[0]}"]
+
+
 def validate_msd(dataset: MsdDataset) -> list[str]:
     """Every problem of a parsed dataset: missing images or labels, images without a label (nnU-Net layout),
     image/label grids that differ, label values that are not declared. Each entry names the file."""
-    from medseg.datasets.validate import GRID_TOL_MM
-
     problems = []
     declared = set(dataset.labels.values())
     listed_images = {c.image for c in dataset.cases}
@@ -207,44 +258,8 @@ def validate_msd(dataset: MsdDataset) -> list[str]:
         problems += [f"{p}: missing" for p in missing]
         if missing:
             continue
-        try:
-            info = []
-            for path in (case.image, case.label):
-                reader = sitk.ImageFileReader()
-                reader.SetFileName(str(path))
-                reader.ReadImageInformation()
-                info.append(reader)
-            image_info, label_info = info
-            if image_info.GetSize() != label_info.GetSize():
-                problems.append(
-                    f"{case.label}: size {label_info.GetSize()} differs from the image's {image_info.GetSize()}"
-                )
-            elif not (
-                np.allclose(image_info.GetSpacing(), label_info.GetSpacing(), atol=GRID_TOL_MM, rtol=0)
-                and np.allclose(image_info.GetOrigin(), label_info.GetOrigin(), atol=GRID_TOL_MM, rtol=0)
-                and np.allclose(image_info.GetDirection(), label_info.GetDirection(), atol=1e-5, rtol=0)
-            ):
-                problems.append(
-                    f"{case.label}: grid (spacing {label_info.GetSpacing()}, origin {label_info.GetOrigin()}) differs "
-                    f"from the image's (spacing {image_info.GetSpacing()}, origin {image_info.GetOrigin()})"
-                )
-            label_image = sitk.ReadImage(str(case.label))
-            values = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(label_image))}
-            undeclared = sorted(values - declared)
-            if undeclared:
-                problems.append(
-                    f"{case.label}: label values {undeclared} are not declared in dataset.json {sorted(declared)}"
-                )
-            elif case.contoured is not None:
-                known = {0} | {dataset.labels[n] for n in case.contoured}
-                uncontoured = sorted(values - known)
-                if uncontoured:
-                    problems.append(
-                        f"{case.label}: label values {uncontoured} are present but not in the case's 'contoured' "
-                        f"{list(case.contoured)}"
-                    )
-        except RuntimeError as err:
-            problems.append(f"{case.label}: cannot read the image/label pair: {str(err).splitlines()[0]}")
+        contoured = None if case.contoured is None else {dataset.labels[n] for n in case.contoured}
+        problems += [f"{case.label}: {p}" for p in label_pair_problems(case.image, case.label, declared, contoured)]
     return problems
 
 

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import nibabel as nib
 import numpy as np
@@ -370,6 +370,18 @@ def import_openkbp_cases(
     )
     _write_reports(out_dir / "import_report.json", [merged[k] for k in sorted(merged, key=_patient_number)], priority)
     return reports
+
+
+def contoured_summary(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """One line on the import report's rows (``import_report.json`` ``cases``): how many cases are fully contoured
+    and in how many each organ was contoured; ``None`` for reports without ``contoured`` (other importers)."""
+    contoured = [row["contoured"] for row in rows if "contoured" in row]
+    if not contoured:
+        return None
+    organs = list(dict.fromkeys(name for row in rows for name in row.get("voxels", {})))
+    full = sum(len(c) == len(organs) for c in contoured)
+    per_organ = ", ".join(f"{name} {sum(name in c for c in contoured)}" for name in organs)
+    return f"{full} of {len(contoured)} cases fully contoured; cases per organ: {per_organ}"
 
 
 def _existing_cases(out_dir: Path, reports: Mapping[str, OpenKBPCaseReport]) -> set[str]:
