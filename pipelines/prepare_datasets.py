@@ -7,7 +7,8 @@
 Steps per dataset: validate its files against ``data_manifest.json`` (sizes + sha256, grids, label values, folds;
 ``--no-checksums`` skips sha256), import it into ``<MEDSEG_CACHE>/datasets/<name>`` in MSD layout (a no-op when the
 cache is already complete), print the importer's findings (partial fields of view, Dice of rasterised RTSTRUCTs
-against the reference masks), and compute the nnU-Net-style fingerprint from the imported NIfTI. A fingerprint
+against the reference masks), and compute the nnU-Net-style fingerprint from the imported NIfTI (over the dataset's
+cross-validation cases: for OpenKBP the 34 fully contoured ones, see ``Dataset.fingerprint_case_ids``). A fingerprint
 that differs from the stored one is reported (exit status 1) unless ``--write-fingerprint`` stores it.
 """
 
@@ -20,32 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medseg.config import MANIFEST_PATH
+from medseg.datasets.commands import import_report_lines
 from medseg.datasets.datalist import prepare_dataset
 from medseg.datasets.fingerprint import compute_fingerprint, fingerprint_to_json, store_fingerprint
 from medseg.datasets.manifest import load_manifest
 from medseg.datasets.validate import validate_manifest
 from medseg.errors import MedsegError
-from medseg.io.json_file import read_json_object
 
 DEFAULT_DATASETS = ("openkbp", "ibsi_sts")
-
-
-def _print_report(folder: Path) -> None:
-    report_path = folder / "import_report.json"
-    if not report_path.is_file():
-        return
-    for row in read_json_object(report_path, "the import report").get("cases", []):
-        notes = []
-        if row.get("dice_vs_reference") is not None:
-            notes.append(f"Dice vs reference mask {row['dice_vs_reference']:.4f}")
-        if row.get("partial_field"):
-            notes.append(f"partial field of view: body only in slices {row['body_slices']}")
-        if row.get("metal_clipped"):
-            notes.append(f"{row['metal_clipped']} metal voxels clipped at 4095")
-        if row.get("absent"):
-            notes.append(f"no mask for {row['absent']}")
-        if notes:
-            print(f"  {row['case_id']}: " + "; ".join(notes))
 
 
 def prepare(names: Sequence[str], checksums: bool, write_fingerprint: bool, manifest_path: Path) -> int:
@@ -63,8 +46,9 @@ def prepare(names: Sequence[str], checksums: bool, write_fingerprint: bool, mani
         print(
             f"{name}: {len(manifest.dataset(name).cases)} cases ready in {folder} ({time.perf_counter() - start:.1f} s)"
         )
-        _print_report(folder)
-        fingerprint = compute_fingerprint(folder)
+        for line in import_report_lines(folder):
+            print(line)
+        fingerprint = compute_fingerprint(folder, manifest.dataset(name).fingerprint_case_ids())
         fresh = fingerprint_to_json(fingerprint)
         stored = manifest.dataset(name).fingerprint
         print(f"  fingerprint: median spacing RAS {fresh['median_spacing_ras']} mm, intensity {fresh['intensity']}")

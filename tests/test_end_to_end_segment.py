@@ -31,6 +31,7 @@ import SimpleITK as sitk
 import slicerio
 
 from medseg.config import REPO_ROOT
+from medseg.datasets.openkbp import LABELS
 from medseg.datasets.rtstruct import dice, rtstruct_to_labelmap
 from medseg.io.atomic import TMP_PREFIX
 from medseg.io.readers import read_scan
@@ -38,7 +39,7 @@ from medseg.reporting import read_summary
 from tests.inference.helpers import assert_same_grid, body_phantom, make_test_bundle
 
 PIPELINE = REPO_ROOT / "pipelines" / "segment_folder.py"
-ORGANS = ["Brainstem", "SpinalCord", "RightParotid", "LeftParotid", "Esophagus", "Larynx", "Mandible"]
+ORGANS = list(LABELS)
 
 
 def _segment(

@@ -106,16 +106,33 @@ def _import(args: argparse.Namespace) -> int:
 def _print_import_summary(folder: Path) -> None:
     info = read_json_object(folder / "dataset.json", "the imported dataset.json")
     print(f"{folder}: {info['numTraining']} cases, labels {info['labels']}")
+    for line in import_report_lines(folder):
+        print(line)
+
+
+def import_report_lines(folder: Path) -> list[str]:
+    """What an importer found, from ``folder/import_report.json``: one line per case worth a note (Dice of a
+    rasterised RTSTRUCT against its reference, partial field of view, metal clipped), then a line on which organs
+    the cases carry (OpenKBP). Empty when there is no report."""
+    from medseg.datasets.openkbp import contoured_summary
+
     report_path = folder / "import_report.json"
     if not report_path.is_file():
-        return
-    for row in read_json_object(report_path, "the import report").get("cases", []):
+        return []
+    rows = read_json_object(report_path, "the import report").get("cases", [])
+    lines = []
+    for row in rows:
+        notes = []
         if row.get("dice_vs_reference") is not None:
-            print(f"  {row['case_id']}: Dice vs reference mask {row['dice_vs_reference']:.4f}")
+            notes.append(f"Dice vs reference mask {row['dice_vs_reference']:.4f}")
         if row.get("partial_field"):
-            print(f"  {row['case_id']}: partial field of view, body only in slices {row['body_slices']}")
-        if row.get("absent"):
-            print(f"  {row['case_id']}: no mask for {row['absent']}")
+            notes.append(f"partial field of view: body only in slices {row['body_slices']}")
+        if row.get("metal_clipped"):
+            notes.append(f"{row['metal_clipped']} metal voxels clipped at 4095")
+        if notes:
+            lines.append(f"  {row['case_id']}: " + "; ".join(notes))
+    summary = contoured_summary(rows)
+    return lines + ([f"  {summary}"] if summary else [])
 
 
 def _import_msd(args: argparse.Namespace) -> int:

@@ -1,8 +1,10 @@
 """Training-ready datasets and MONAI datalists: the API the training bundle calls.
 
 ``prepare_dataset`` imports a manifest dataset into an MSD folder in the cache (once; later calls return at
-once), ``fold_datalists`` turns a cross-validation fold into MONAI datalists (``[{"image", "label", "case_id"}]``
-with absolute paths), ``label_names`` and ``spacing_fingerprint`` give what the network and the resampling need.
+once), ``fold_datalists`` turns a cross-validation fold into MONAI datalists (``[{"image", "label", "case_id",
+"contoured"}]`` with absolute paths; ``"contoured"`` is a 0/1 list per label id saying which labels the case
+carries, see :func:`medseg.datasets.manifest.contoured_flags`), ``label_names`` and ``spacing_fingerprint``
+give what the network and the resampling need.
 
 Imports are idempotent and safe when several processes (DDP ranks) ask at once: every file is written atomically,
 and the import itself runs under an exclusive lock file in the dataset folder, so one process imports while the
@@ -19,9 +21,10 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from medseg.config import cache_root, data_root
-from medseg.datasets.manifest import Dataset, load_manifest
+from medseg.datasets.manifest import CONTOURED_KEY, Dataset, load_manifest
 from medseg.errors import ManifestError, MedsegError
 from medseg.io.atomic import atomic_path, remove_stale_temporaries
 from medseg.io.json_file import read_json_object
@@ -31,24 +34,31 @@ logger = logging.getLogger(__name__)
 STAMP_NAME = ".medseg-import.json"
 LOCK_NAME = ".medseg-import.lock"
 # Bump when an importer's output changes for the same input, so caches made by the old code are rebuilt.
-IMPORTER_VERSIONS = {"openkbp": 1, "rtstruct": 1}
+IMPORTER_VERSIONS = {"openkbp": 2, "rtstruct": 1}
 
+# (dataset, data root, output MSD folder, case ids to import); the manifest's case paths are data-root relative.
 Importer = Callable[[Dataset, Path, Path, Sequence[str]], None]
 
 
-def _import_openkbp(dataset: Dataset, source: Path, out_dir: Path, case_ids: Sequence[str]) -> None:
-    from medseg.datasets.openkbp import OVERLAP_PRIORITY, import_openkbp
+def _import_openkbp(dataset: Dataset, root: Path, out_dir: Path, case_ids: Sequence[str]) -> None:
+    from medseg.datasets.openkbp import OVERLAP_PRIORITY, OpenKBPCaseFiles, import_openkbp_cases
 
     labels = {name: label_id for name, label_id in dataset.labels.items() if label_id != 0}
     priority = dataset.importer_options.get("overlap_priority", OVERLAP_PRIORITY)
+    cases = []
+    for case_id in case_ids:  # the manifest names each case's files, wherever they lie (.csv or .csv.gz)
+        case = dataset.case(case_id)
+        if case.voxel_dimensions is None:
+            raise ManifestError(None, f"{dataset.name}: case {case_id!r} has no voxel_dimensions file")
+        structures = {name: root / path for name, path in case.structures.items()}
+        cases.append(OpenKBPCaseFiles(case_id, case.split, root / case.image, root / case.voxel_dimensions, structures))
     # The stamp said these cases are missing or stale: rewrite them even where old files exist.
-    import_openkbp(source, out_dir, case_ids=case_ids, labels=labels, priority=priority, skip_existing=False)
+    import_openkbp_cases(cases, out_dir, labels=labels, priority=priority, skip_existing=False)
 
 
-def _import_rtstruct(dataset: Dataset, source: Path, out_dir: Path, case_ids: Sequence[str]) -> None:
+def _import_rtstruct(dataset: Dataset, root: Path, out_dir: Path, case_ids: Sequence[str]) -> None:
     from medseg.datasets.rtstruct import import_rtstruct_cases
 
-    root = source.parent  # case paths in the manifest are data-root relative
     cases = {c.case_id: c for c in dataset.cases}
     series, references = {}, {}
     for case_id in case_ids:
@@ -128,7 +138,7 @@ def _source_checks(dataset: Dataset, root: Path, case_ids: Sequence[str]) -> Non
         elif path.stat().st_size != record.bytes:
             problems.append(f"{record.path} has {path.stat().st_size} bytes, the manifest says {record.bytes}")
     if problems:
-        raise ManifestError(root / dataset.folder, "cannot import: " + "; ".join(problems[:5]))
+        raise ManifestError(root / dataset.folders[0], "cannot import: " + "; ".join(problems[:5]))
 
 
 def ensure_cases(dataset: Dataset, case_ids: Sequence[str], out_dir: Path) -> Path:
@@ -152,7 +162,7 @@ def ensure_cases(dataset: Dataset, case_ids: Sequence[str], out_dir: Path) -> Pa
             assert root is not None
             _source_checks(dataset, root, missing)
             logger.info("importing %d %s case(s) into %s", len(missing), dataset.name, out_dir)
-            IMPORTERS[dataset.importer](dataset, root / dataset.folder, out_dir, missing)
+            IMPORTERS[dataset.importer](dataset, root, out_dir, missing)
             stamp = {"dataset": dataset.name, "digest": digest, "cases": sorted(done | set(missing))}
             with atomic_path(out_dir / STAMP_NAME) as tmp:
                 tmp.write_text(json.dumps(stamp, indent=1) + "\n", encoding="utf-8")
@@ -186,7 +196,7 @@ def fold_datalists(
     fold: int = 0,
     dataset_dir: str | os.PathLike[str] | None = None,
     max_cases: int | None = None,
-) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(training, validation) MONAI datalists of cross-validation fold ``fold``.
 
     Args:
@@ -198,7 +208,9 @@ def fold_datalists(
             cases are imported.
 
     Returns:
-        Two lists of ``{"image": abs path, "label": abs path, "case_id": id}``.
+        Two lists of ``{"image": abs path, "label": abs path, "case_id": id, "contoured": [1, 1, 0, ...]}``;
+        ``"contoured"`` has one 0/1 int per class (label id), background 1, and is all ones for a fully contoured
+        case (see :func:`medseg.datasets.manifest.contoured_flags`).
     """
     if max_cases is not None and max_cases < 1:
         raise ManifestError(None, f"max_cases must be at least 1, got {max_cases!r}")
@@ -212,7 +224,7 @@ def fold_datalists(
     if max_cases is not None:
         train_ids, val_ids = train_ids[:max_cases], val_ids[:max_cases]
     out_dir = ensure_cases(dataset, [*train_ids, *val_ids], _dataset_dir(name, dataset_dir))
-    return _items(out_dir, train_ids), _items(out_dir, val_ids)
+    return _items(dataset, out_dir, train_ids), _items(dataset, out_dir, val_ids)
 
 
 def _fold_ids(dataset: Dataset, fold: int) -> tuple[list[str], list[str]]:
@@ -231,11 +243,12 @@ def _fold_ids(dataset: Dataset, fold: int) -> tuple[list[str], list[str]]:
     return list(chosen.train), list(chosen.validation)
 
 
-def _items(out_dir: Path, case_ids: Sequence[str]) -> list[dict[str, str]]:
+def _items(dataset: Dataset, out_dir: Path, case_ids: Sequence[str]) -> list[dict[str, Any]]:
     items = []
     for case_id in case_ids:
         image, label = _case_files(out_dir.resolve(), case_id)
-        items.append({"image": str(image), "label": str(label), "case_id": case_id})
+        contoured = dataset.contoured_flags(case_id)
+        items.append({"image": str(image), "label": str(label), "case_id": case_id, CONTOURED_KEY: contoured})
     return items
 
 

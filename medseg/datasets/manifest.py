@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,23 @@ from medseg.io.json_file import read_json_object
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "validation", "test")
+# Datalist key (and manifest / dataset.json case key) of the labels contoured in a case; see contoured_flags.
+CONTOURED_KEY = "contoured"
+
+
+def contoured_flags(labels: Mapping[str, int], contoured: Iterable[str] | None) -> list[int]:
+    """Which classes a case carries, as the datalist's ``"contoured"`` value: a list of 0/1 ints indexed by label
+    id, of length ``max(label id) + 1`` (the number of classes). Background (id 0) is always 1; a label is 1 when
+    it was contoured in the case (``contoured`` names it) and 0 when it is unknown there. ``contoured=None`` means
+    fully labelled: all ones. Ids no label uses are 1 (nothing about them is unknown).
+    """
+    flags = [1] * (max(labels.values(), default=0) + 1)
+    if contoured is not None:
+        named = set(contoured)
+        for name, label_id in labels.items():
+            if label_id != 0 and name not in named:
+                flags[label_id] = 0
+    return flags
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,8 @@ class Case:
     ``structures``: one file per structure name (OpenKBP sparse CSV masks), empty otherwise.
     ``dicom_series`` / ``rtstruct``: the DICOM CT folder and its RTSTRUCT where the case also comes as DICOM.
     ``voxel_dimensions``: OpenKBP's spacing file (the CSV volumes carry no geometry of their own).
+    ``contoured``: the label names contoured in this case (partially labelled data: the others are unknown in it,
+    not background); ``None`` means every label of the dataset was contoured.
     """
 
     case_id: str
@@ -69,6 +89,7 @@ class Case:
     rtstruct: str | None = None
     voxel_dimensions: str | None = None
     spacing_mm: tuple[float, ...] | None = None
+    contoured: tuple[str, ...] | None = None
     notes: tuple[str, ...] = ()
 
     def paths(self) -> list[str]:
@@ -129,13 +150,14 @@ class Fingerprint:
 
 @dataclass(frozen=True)
 class Dataset:
-    """One dataset of the manifest. ``folder`` is its top folder under the data root; ``importer`` names the
-    function that turns it into a training-ready MSD folder (``None`` when it is not imported)."""
+    """One dataset of the manifest. ``folders``: its top folders under the data root (the manifest's ``folder``,
+    a name or a list of names; every file of the dataset lies in one of them); ``importer`` names the function that
+    turns it into a training-ready MSD folder (``None`` when it is not imported)."""
 
     name: str
     title: str
     description: str
-    folder: str
+    folders: tuple[str, ...]
     modality: str
     licence: str
     source: Source
@@ -159,6 +181,16 @@ class Dataset:
     def split_ids(self, split: str) -> list[str]:
         """Ids of the cases in ``split`` ("train", "validation" or "test"), in manifest order."""
         return [case.case_id for case in self.cases if case.split == split]
+
+    def fingerprint_case_ids(self) -> list[str]:
+        """The cases the fingerprint is taken over: the cross-validation cases (``folds.cases``) when the dataset
+        has folds, else all. For OpenKBP these are the 34 fully contoured cases: partially contoured ones would
+        skew the intensity statistics inside the labels towards the organs they carry."""
+        return list(self.folds.cases) if self.folds is not None else [case.case_id for case in self.cases]
+
+    def contoured_flags(self, case_id: str) -> list[int]:
+        """The datalist's ``"contoured"`` value of case ``case_id`` (see :func:`contoured_flags`)."""
+        return contoured_flags(self.labels, self.case(case_id).contoured)
 
 
 @dataclass(frozen=True)
@@ -258,6 +290,9 @@ def _parse_case(r: _Reader, raw: Any, where: str) -> Case:
     if split not in SPLITS:
         raise r.fail(f"{where}.split", f"expected one of {SPLITS}, got {split!r}")
     spacing = raw.get("spacing_mm")
+    contoured = r.get(raw, CONTOURED_KEY, (list, type(None)), where, None)
+    if contoured is not None and not all(isinstance(n, str) for n in contoured):
+        raise r.fail(f"{where}.{CONTOURED_KEY}", f"expected a list of label names, got {contoured!r}")
     return Case(
         case_id=r.get(raw, "id", str, where),
         split=split,
@@ -268,6 +303,7 @@ def _parse_case(r: _Reader, raw: Any, where: str) -> Case:
         rtstruct=r.str_or_none(raw, "rtstruct", where),
         voxel_dimensions=r.str_or_none(raw, "voxel_dimensions", where),
         spacing_mm=None if spacing is None else tuple(float(s) for s in spacing),
+        contoured=None if contoured is None else tuple(contoured),
         notes=tuple(r.get(raw, "notes", list, where, [])),
     )
 
@@ -311,13 +347,21 @@ def _parse_dataset(r: _Reader, name: str, raw: Any) -> Dataset:
     cases = tuple(_parse_case(r, c, f"{where}.cases[{i}]") for i, c in enumerate(r.get(raw, "cases", list, where)))
     if len({c.case_id for c in cases}) != len(cases):
         raise r.fail(f"{where}.cases", "a case id is listed twice")
+    for case in cases:
+        unknown = sorted(set(case.contoured or ()) - set(labels))
+        if unknown:
+            raise r.fail(f"{where}.cases.{case.case_id}.{CONTOURED_KEY}", f"{unknown} are not labels {sorted(labels)}")
+    folder = r.get(raw, "folder", (str, list), where)
+    folders = (folder,) if isinstance(folder, str) else tuple(folder)
+    if not folders or not all(isinstance(f, str) and f for f in folders):
+        raise r.fail(f"{where}.folder", f"expected a folder name or a list of folder names, got {folder!r}")
     folds_raw = r.get(raw, "folds", (dict, type(None)), where, None)
     fingerprint_raw = r.get(raw, "fingerprint", (dict, type(None)), where, None)
     return Dataset(
         name=name,
         title=r.get(raw, "title", str, where),
         description=r.get(raw, "description", str, where),
-        folder=r.get(raw, "folder", str, where),
+        folders=folders,
         modality=r.get(raw, "modality", str, where),
         licence=r.get(raw, "licence", str, where),
         source=Source(

@@ -9,6 +9,12 @@ Both layouts keep ``imagesTr/``, ``labelsTr/`` and ``dataset.json`` in one folde
   (name -> id). ``splits_final.json`` (``[{"train": [...], "val": [...]}, ...]``), when present, gives the folds.
 
 medseg trains on one CT channel, so multi-channel nnU-Net datasets are refused with a clear error.
+
+Partially labelled data (medseg's extension, ignored by MSD and nnU-Net tools): a case may declare the labels that
+were contoured in it, either in its MSD training entry (``{"image": ..., "label": ..., "contoured": ["liver"]}``)
+or, for either layout, in a top-level ``"contoured": {"<case id>": ["liver"], ...}`` map. Labels not named there are
+unknown in that case, not background. A case without a declaration is fully labelled. Declared names must be
+labels of the dataset (background is always known and may be left out).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,21 +31,26 @@ import numpy as np
 import SimpleITK as sitk
 
 from medseg.datasets.folds import make_folds
-from medseg.datasets.manifest import Fold, Folds
+from medseg.datasets.manifest import CONTOURED_KEY, Fold, Folds, contoured_flags
 from medseg.errors import InputError, ManifestError
 from medseg.io.atomic import atomic_path
 from medseg.io.json_file import read_json_object
 
 CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")
+# Grid tolerance: NIfTI stores spacing and origin as float32 (~1e-7 relative); 1e-4 mm catches any real shift.
+GRID_TOL_MM = 1e-4
+DIRECTION_TOL = 1e-5
 
 
 @dataclass(frozen=True)
 class MsdCase:
-    """One labelled case: ``image`` and ``label`` are absolute paths."""
+    """One labelled case: ``image`` and ``label`` are absolute paths; ``contoured``: the label names contoured in
+    this case (``None``: all of them)."""
 
     case_id: str
     image: Path
     label: Path
+    contoured: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,10 +66,24 @@ class MsdDataset:
 
 
 def write_msd_dataset_json(
-    out_dir: Path, name: str, description: str, labels: Mapping[str, int], case_ids: Sequence[str]
+    out_dir: Path,
+    name: str,
+    description: str,
+    labels: Mapping[str, int],
+    case_ids: Sequence[str],
+    contoured: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Write an MSD ``dataset.json`` for ``imagesTr/<id>.nii.gz`` + ``labelsTr/<id>.nii.gz`` (one CT channel,
-    labels as ``{"0": "background", "1": ...}``) atomically."""
+    labels as ``{"0": "background", "1": ...}``) atomically. ``contoured`` (case id -> label names) adds each listed
+    case's ``"contoured"`` to its training entry."""
+    contoured = contoured or {}
+
+    def entry(case_id: str) -> dict[str, Any]:
+        item: dict[str, Any] = {"image": f"./imagesTr/{case_id}.nii.gz", "label": f"./labelsTr/{case_id}.nii.gz"}
+        if case_id in contoured:
+            item[CONTOURED_KEY] = list(contoured[case_id])
+        return item
+
     label_table = {"0": "background", **{str(v): k for k, v in sorted(labels.items(), key=lambda kv: kv[1]) if v}}
     content = {
         "name": name,
@@ -68,7 +93,7 @@ def write_msd_dataset_json(
         "labels": label_table,
         "numTraining": len(case_ids),
         "numTest": 0,
-        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in case_ids],
+        "training": [entry(c) for c in case_ids],
         "test": [],
     }
     with atomic_path(out_dir / "dataset.json") as tmp:
@@ -100,6 +125,18 @@ def _labels(raw: Any, path: Path) -> dict[str, int]:
     return labels
 
 
+def _contoured(raw: Any, labels: Mapping[str, int], path: Path, where: str) -> tuple[str, ...] | None:
+    """A case's ``contoured`` declaration checked against the dataset's labels (``None`` when not declared)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        raise InputError(path, f"{where}: 'contoured' must be a list of label names, got {raw!r}")
+    unknown = sorted(set(raw) - set(labels))
+    if unknown:
+        raise InputError(path, f"{where}: 'contoured' names {unknown}, which are not labels {sorted(labels)}")
+    return tuple(sorted(set(raw), key=lambda n: labels[n]))
+
+
 def read_msd_dataset(folder: str | os.PathLike[str]) -> MsdDataset:
     """Parse ``folder/dataset.json`` and list the labelled cases (files are not opened; see :func:`validate_msd`).
 
@@ -115,6 +152,9 @@ def read_msd_dataset(folder: str | os.PathLike[str]) -> MsdDataset:
     if isinstance(channels, dict) and len(channels) > 1:
         raise InputError(json_path, f"{len(channels)} image channels {channels!r}; medseg trains on one CT channel")
     name = str(raw.get("name", folder.name))
+    declared = raw.get(CONTOURED_KEY, {})
+    if not isinstance(declared, dict):
+        raise InputError(json_path, f"top-level 'contoured' must map case ids to label names, got {declared!r}")
     cases = []
     if isinstance(raw.get("training"), list) and raw["training"]:
         style, file_ending = "msd", str(raw.get("file_ending", ".nii.gz"))
@@ -125,8 +165,12 @@ def read_msd_dataset(folder: str | os.PathLike[str]) -> MsdDataset:
                 raise InputError(json_path, f"training[{i}] ({entry['image']}) has no label")
             image = (folder / entry["image"]).resolve()
             label = (folder / entry["label"]).resolve()
-            case_id = _strip_ending(_strip_ending(image.name, ".nii.gz"), file_ending).split(".")[0]
-            cases.append(MsdCase(CHANNEL_SUFFIX.sub("", case_id), image, label))
+            case_id = CHANNEL_SUFFIX.sub(
+                "", _strip_ending(_strip_ending(image.name, ".nii.gz"), file_ending).split(".")[0]
+            )
+            where = f"training[{i}] ({case_id})"
+            contoured = _contoured(entry.get(CONTOURED_KEY, declared.get(case_id)), labels, json_path, where)
+            cases.append(MsdCase(case_id, image, label, contoured))
     else:
         style = "nnunetv2"
         ending = raw.get("file_ending")
@@ -135,19 +179,72 @@ def read_msd_dataset(folder: str | os.PathLike[str]) -> MsdDataset:
         file_ending = ending
         for label in sorted((folder / "labelsTr").glob(f"*{file_ending}")):
             case_id = _strip_ending(label.name, file_ending)
-            cases.append(
-                MsdCase(case_id, (folder / "imagesTr" / f"{case_id}_0000{file_ending}").resolve(), label.resolve())
-            )
+            image = (folder / "imagesTr" / f"{case_id}_0000{file_ending}").resolve()
+            contoured = _contoured(declared.get(case_id), labels, json_path, f"case {case_id}")
+            cases.append(MsdCase(case_id, image, label.resolve(), contoured))
     if len({c.case_id for c in cases}) != len(cases):
         raise InputError(json_path, "two training entries share a case id")
+    unknown_ids = sorted(set(declared) - {c.case_id for c in cases})
+    if unknown_ids:
+        raise InputError(
+            json_path, f"top-level 'contoured' names cases that are not in the dataset: {unknown_ids[:10]}"
+        )
     return MsdDataset(folder.resolve(), style, name, labels, file_ending, tuple(cases))
+
+
+def _grid(path: Path) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    return reader
+
+
+def _grid_problems(image_path: Path, label_path: Path) -> list[str]:
+    image, label = _grid(image_path), _grid(label_path)
+    if image.GetSize() != label.GetSize():
+        return [f"label size {label.GetSize()} differs from the image's {image.GetSize()}"]
+    problems = []
+    if not np.allclose(image.GetSpacing(), label.GetSpacing(), rtol=0, atol=GRID_TOL_MM):
+        problems.append(f"label spacing {label.GetSpacing()} differs from the image's {image.GetSpacing()}")
+    if not np.allclose(image.GetOrigin(), label.GetOrigin(), rtol=0, atol=GRID_TOL_MM):
+        problems.append(f"label origin {label.GetOrigin()} differs from the image's {image.GetOrigin()}")
+    if not np.allclose(image.GetDirection(), label.GetDirection(), rtol=0, atol=DIRECTION_TOL):
+        problems.append(f"label direction {label.GetDirection()} differs from the image's {image.GetDirection()}")
+    return problems
+
+
+def _value_problems(label_path: Path, declared: Collection[int], contoured: Collection[int] | None) -> list[str]:
+    image = sitk.ReadImage(str(label_path))  # keep a reference: the array view does not own the buffer
+    values = np.unique(sitk.GetArrayViewFromImage(image))
+    undeclared = sorted(float(v) if v != int(v) else int(v) for v in values if v not in declared or v != int(v))
+    if undeclared:
+        ids = sorted(declared)
+        shown = f"{ids}" if len(ids) <= 10 else f"{ids[:10]} ... ({len(ids)} ids)"
+        return [f"label values {undeclared[:10]} are not declared label ids {shown}"]
+    if contoured is not None:
+        uncontoured = sorted(int(v) for v in values if v != 0 and int(v) not in contoured)
+        if uncontoured:
+            return [f"label values {uncontoured} are present but not contoured in this case {sorted(contoured)}"]
+    return []
+
+
+def label_pair_problems(
+    image: Path | None, label: Path, declared: Collection[int], contoured: Collection[int] | None = None
+) -> list[str]:
+    """What is wrong with an image/label pair of single-file volumes (NIfTI, NRRD, MetaImage): the label's grid
+    (size, spacing, origin, direction) differs from the image's (not checked when ``image`` is ``None``); it holds
+    values other than the ``declared`` label ids; or, for a partially contoured case (``contoured``: the label ids
+    contoured in it), values of labels that were not contoured. Each problem is one sentence (without the path)."""
+    try:
+        grid = _grid_problems(image, label) if image is not None else []
+        return grid + _value_problems(label, declared, contoured)
+    except RuntimeError as err:  # SimpleITK cannot read one of the two
+        return [f"cannot read the image/label pair: {str(err).splitlines()[0]}"]
 
 
 def validate_msd(dataset: MsdDataset) -> list[str]:
     """Every problem of a parsed dataset: missing images or labels, images without a label (nnU-Net layout),
     image/label grids that differ, label values that are not declared. Each entry names the file."""
-    from medseg.datasets.validate import GRID_TOL_MM
-
     problems = []
     declared = set(dataset.labels.values())
     listed_images = {c.image for c in dataset.cases}
@@ -161,36 +258,8 @@ def validate_msd(dataset: MsdDataset) -> list[str]:
         problems += [f"{p}: missing" for p in missing]
         if missing:
             continue
-        try:
-            info = []
-            for path in (case.image, case.label):
-                reader = sitk.ImageFileReader()
-                reader.SetFileName(str(path))
-                reader.ReadImageInformation()
-                info.append(reader)
-            image_info, label_info = info
-            if image_info.GetSize() != label_info.GetSize():
-                problems.append(
-                    f"{case.label}: size {label_info.GetSize()} differs from the image's {image_info.GetSize()}"
-                )
-            elif not (
-                np.allclose(image_info.GetSpacing(), label_info.GetSpacing(), atol=GRID_TOL_MM, rtol=0)
-                and np.allclose(image_info.GetOrigin(), label_info.GetOrigin(), atol=GRID_TOL_MM, rtol=0)
-                and np.allclose(image_info.GetDirection(), label_info.GetDirection(), atol=1e-5, rtol=0)
-            ):
-                problems.append(
-                    f"{case.label}: grid (spacing {label_info.GetSpacing()}, origin {label_info.GetOrigin()}) differs "
-                    f"from the image's (spacing {image_info.GetSpacing()}, origin {image_info.GetOrigin()})"
-                )
-            label_image = sitk.ReadImage(str(case.label))
-            values = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(label_image))}
-            undeclared = sorted(values - declared)
-            if undeclared:
-                problems.append(
-                    f"{case.label}: label values {undeclared} are not declared in dataset.json {sorted(declared)}"
-                )
-        except RuntimeError as err:
-            problems.append(f"{case.label}: cannot read the image/label pair: {str(err).splitlines()[0]}")
+        contoured = None if case.contoured is None else {dataset.labels[n] for n in case.contoured}
+        problems += [f"{case.label}: {p}" for p in label_pair_problems(case.image, case.label, declared, contoured)]
     return problems
 
 
@@ -213,8 +282,10 @@ def msd_folds(dataset: MsdDataset, n_folds: int = 5, seed: int = 12345) -> Folds
 
 def msd_fold_datalists(
     folder: str | os.PathLike[str], fold: int = 0, max_cases: int | None = None
-) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(training, validation) datalists of fold ``fold`` of an MSD / nnU-Net folder (absolute paths)."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(training, validation) datalists of fold ``fold`` of an MSD / nnU-Net folder: items ``{"image", "label"``
+    (absolute paths), ``"case_id"``, ``"contoured"`` (0/1 per label id, see
+    :func:`medseg.datasets.manifest.contoured_flags`)``}``."""
     dataset = read_msd_dataset(folder)
     folds = msd_folds(dataset)
     if not 0 <= fold < len(folds.folds):
@@ -225,15 +296,24 @@ def msd_fold_datalists(
     if max_cases is not None:
         train, val = train[:max_cases], val[:max_cases]
 
-    def items(ids: Sequence[str]) -> list[dict[str, str]]:
-        return [{"image": str(by_id[c].image), "label": str(by_id[c].label), "case_id": c} for c in ids]
+    def items(ids: Sequence[str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "image": str(by_id[c].image),
+                "label": str(by_id[c].label),
+                "case_id": c,
+                CONTOURED_KEY: contoured_flags(dataset.labels, by_id[c].contoured),
+            }
+            for c in ids
+        ]
 
     return items(train), items(val)
 
 
 def write_msd_datalist(dataset: MsdDataset, out_dir: str | Path, folds: Folds) -> Path:
-    """Write ``datalist.json`` (MONAI decathlon style: ``training`` items with ``image``, ``label``, ``case_id``
-    and ``fold``, absolute paths) and nnU-Net's ``splits_final.json`` into ``out_dir``; return the datalist."""
+    """Write ``datalist.json`` (MONAI decathlon style: ``training`` items with ``image``, ``label``, ``case_id``,
+    ``fold`` and ``contoured``, absolute paths) and nnU-Net's ``splits_final.json`` into ``out_dir``; return the
+    datalist."""
     out_dir = Path(out_dir)
     fold_of = {c: i for i, f in enumerate(folds.folds) for c in f.validation}
     content = {
@@ -243,7 +323,13 @@ def write_msd_datalist(dataset: MsdDataset, out_dir: str | Path, folds: Folds) -
         "labels": {str(v): k for k, v in sorted(dataset.labels.items(), key=lambda kv: kv[1])},
         "fold_method": folds.method,
         "training": [
-            {"image": str(c.image), "label": str(c.label), "case_id": c.case_id, "fold": fold_of.get(c.case_id, -1)}
+            {
+                "image": str(c.image),
+                "label": str(c.label),
+                "case_id": c.case_id,
+                "fold": fold_of.get(c.case_id, -1),
+                CONTOURED_KEY: contoured_flags(dataset.labels, c.contoured),
+            }
             for c in dataset.cases
         ],
     }

@@ -10,19 +10,27 @@ Source format (ababier/open-kbp ``provided-data/<split>/pt_N/``; see ``SOURCES.m
   ``[[0, -s1, 0, 0], [-s0, 0, 0, 0], [0, 0, -s2, 0], [0, 0, 0, 1]]`` (nibabel orientation P, L, I).
 * CT: clip the raw values to [0, 4095] (some scans are 16 bit with metal up to ~32k; the challenge's data
   description recommends the clip), then subtract 1024: air is -1024 HU.
-* a structure file may be missing where the organ was not contoured: the organ is then absent from the label.
+* files may be gzip-compressed (``<name>.csv.gz``, as in ``openkbp_partial/``): they are read through Python's
+  ``gzip`` module by the same parser; a case folder may mix both.
+* a structure file is missing where the organ was not contoured for that plan (most of the 169 cases of
+  ``openkbp_partial/``). The organ then simply has no voxels in the label map, and the case's ``contoured`` list
+  (import report, ``dataset.json`` training entry, manifest case) says that the organ is unknown there, not absent:
+  a partial-label loss must not treat those voxels as background.
 * organs overlap on a few boundary voxels (0-19 per case): each voxel goes to the highest-priority organ of
   ``OVERLAP_PRIORITY`` (the smaller organ wins, since a stolen boundary voxel costs it more Dice).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 import nibabel as nib
 import numpy as np
@@ -34,6 +42,7 @@ from medseg.io.atomic import atomic_path
 logger = logging.getLogger(__name__)
 
 GRID = (128, 128, 128)
+# The one list of the OpenKBP organs at risk and their label ids (ids as in openkbp/datalist.json).
 LABELS: dict[str, int] = {
     "Brainstem": 1,
     "SpinalCord": 2,
@@ -48,6 +57,19 @@ OVERLAP_PRIORITY = ("Esophagus", "Larynx", "Brainstem", "RightParotid", "LeftPar
 RAW_MAX = 4095
 HU_OFFSET = 1024
 SPLIT_FOLDERS = {"train-pats": "train", "validation-pats": "validation", "test-pats": "test"}
+CSV_ENDINGS = (".csv", ".csv.gz")
+
+
+@dataclass(frozen=True)
+class OpenKBPCaseFiles:
+    """The files of one case: ``ct`` and ``voxel_dimensions`` (``.csv`` or ``.csv.gz``) and one sparse mask per
+    contoured organ (``structures``: organ name -> file). An organ without a file was not contoured."""
+
+    case_id: str
+    split: str
+    ct: Path
+    voxel_dimensions: Path
+    structures: dict[str, Path]
 
 
 @dataclass(frozen=True)
@@ -58,13 +80,15 @@ class OpenKBPCaseReport:
     the body does not reach slice 0 although the grid starts at the vertex (pt_22: slices 20-96 only).
     ``metal_clipped``: voxels whose raw value exceeded 4095. ``overlap_voxels``: voxels listed by two or more
     organs (resolved by priority). ``labels_outside_body``: labelled voxels where the CT is air-filled zero.
+    ``contoured``: the organs that have a mask file in this case (label-id order); the others were not contoured
+    and have 0 ``voxels``.
     """
 
     case_id: str
     split: str
     spacing_mm: tuple[float, float, float]
     voxels: dict[str, int]
-    absent: tuple[str, ...]
+    contoured: tuple[str, ...]
     overlap_voxels: int
     labels_outside_body: int
     metal_clipped: int
@@ -90,8 +114,19 @@ def openkbp_affine(spacing: Sequence[float]) -> np.ndarray:
     return np.array([[0.0, -s1, 0.0, 0.0], [-s0, 0.0, 0.0, 0.0], [0.0, 0.0, -s2, 0.0], [0.0, 0.0, 0.0, 1.0]])
 
 
+@contextmanager
+def open_csv(path: Path) -> Iterator[TextIO]:
+    """``path`` opened as ASCII text; a name ending in ``.gz`` is decompressed on the fly (Python's gzip)."""
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rt", encoding="ascii") as handle:
+            yield handle
+    else:
+        with open(path, encoding="ascii") as handle:
+            yield handle
+
+
 def read_sparse_csv(path: Path, n_voxels: int, values: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Parse an OpenKBP sparse CSV.
+    """Parse an OpenKBP sparse CSV (plain or gzip-compressed ``.csv.gz``).
 
     Returns:
         (flat indices int64 shape (N,), values float64 shape (N,) or None when ``values`` is False).
@@ -100,7 +135,7 @@ def read_sparse_csv(path: Path, n_voxels: int, values: bool) -> tuple[np.ndarray
         InputError: missing file, wrong header, unparsable row, or an index outside [0, n_voxels).
     """
     try:
-        with open(path, encoding="ascii") as handle:
+        with open_csv(path) as handle:
             header = handle.readline().strip()
             if header != ",data":
                 raise InputError(path, f"expected the OpenKBP header ',data', found {header[:40]!r}")
@@ -112,7 +147,7 @@ def read_sparse_csv(path: Path, n_voxels: int, values: bool) -> tuple[np.ndarray
                     table = np.loadtxt(handle, delimiter=",", usecols=0, dtype=np.float64, ndmin=2)
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as err:
         raise InputError(path, f"not an OpenKBP sparse CSV: {err}") from None
     if table.size == 0:
         return np.zeros(0, np.int64), (np.zeros(0) if values else None)
@@ -129,35 +164,64 @@ def read_sparse_csv(path: Path, n_voxels: int, values: bool) -> tuple[np.ndarray
 
 
 def read_spacing(path: Path) -> tuple[float, float, float]:
-    """Voxel size (mm) along axes 0, 1, 2 from ``voxel_dimensions.csv``."""
+    """Voxel size (mm) along axes 0, 1, 2 from ``voxel_dimensions.csv`` (or ``.csv.gz``)."""
     try:
-        spacing = np.loadtxt(path, dtype=np.float64, ndmin=1)
+        with open_csv(path) as handle:
+            spacing = np.loadtxt(handle, dtype=np.float64, ndmin=1)
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
-    except ValueError as err:
+    except (ValueError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as err:
         raise InputError(path, f"cannot read 3 voxel sizes: {err}") from None
     if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise InputError(path, f"expected 3 positive voxel sizes in mm, found {spacing.tolist()!r}")
     return float(spacing[0]), float(spacing[1]), float(spacing[2])
 
 
+def _csv_file(case_dir: Path, stem: str) -> Path | None:
+    """``case_dir/<stem>.csv`` or, failing that, ``<stem>.csv.gz``; ``None`` when neither exists."""
+    for ending in CSV_ENDINGS:
+        path = case_dir / f"{stem}{ending}"
+        if path.is_file():
+            return path
+    return None
+
+
+def case_files(case_dir: Path, split: str = "train", labels: Mapping[str, int] = LABELS) -> OpenKBPCaseFiles:
+    """The files of the case folder ``case_dir`` (``pt_N``): ``ct``, ``voxel_dimensions`` and every organ of
+    ``labels`` that has a mask file, each as ``.csv`` or ``.csv.gz``.
+
+    Raises:
+        InputError: no ``ct`` or no ``voxel_dimensions`` file.
+    """
+    ct = _csv_file(case_dir, "ct")
+    spacing = _csv_file(case_dir, "voxel_dimensions")
+    if ct is None or spacing is None:
+        missing = "ct.csv" if ct is None else "voxel_dimensions.csv"
+        raise InputError(case_dir, f"not an OpenKBP case folder: no {missing} (or {missing}.gz)")
+    structures = {name: path for name in labels if (path := _csv_file(case_dir, name)) is not None}
+    return OpenKBPCaseFiles(case_dir.name, split, ct, spacing, structures)
+
+
 def load_case(
-    case_dir: Path,
+    case: OpenKBPCaseFiles | Path,
     split: str = "train",
     labels: Mapping[str, int] = LABELS,
     priority: Sequence[str] = OVERLAP_PRIORITY,
 ) -> OpenKBPCase:
-    """Decode one OpenKBP case folder (``ct.csv``, ``voxel_dimensions.csv``, ``<Organ>.csv``).
+    """Decode one OpenKBP case (``ct``, ``voxel_dimensions``, one mask per contoured organ; ``.csv`` or ``.csv.gz``).
 
     Args:
-        case_dir: the ``pt_N`` folder.
-        split: recorded in the report.
+        case: the case's files, or its ``pt_N`` folder (then ``split`` is recorded in the report).
         labels: organ name -> label id written into the label map.
         priority: organ names, highest priority first; organs not named rank below all named ones.
     """
+    files = case if isinstance(case, OpenKBPCaseFiles) else case_files(case, split, labels)
+    unknown = sorted(set(files.structures) - set(labels))
+    if unknown:
+        raise InputError(files.ct.parent, f"masks of organs that are not labels {sorted(labels)}: {unknown}")
     n_voxels = int(np.prod(GRID))
-    spacing = read_spacing(case_dir / "voxel_dimensions.csv")
-    ct_index, ct_values = read_sparse_csv(case_dir / "ct.csv", n_voxels, values=True)
+    spacing = read_spacing(files.voxel_dimensions)
+    ct_index, ct_values = read_sparse_csv(files.ct, n_voxels, values=True)
     assert ct_values is not None
     raw = np.zeros(n_voxels, np.float64)
     raw[ct_index] = ct_values
@@ -168,16 +232,12 @@ def load_case(
     rank = {name: i for i, name in enumerate(priority)}
     order = sorted(labels, key=lambda name: rank.get(name, len(rank)))
     label = np.zeros(n_voxels, np.uint8)
-    voxels: dict[str, int] = {}
-    absent = []
+    voxels = dict.fromkeys(labels, 0)
     claimed = np.zeros(n_voxels, np.uint8)
     for name in reversed(order):  # lowest priority first, so higher priorities overwrite shared voxels
-        path = case_dir / f"{name}.csv"
-        if not path.exists():
-            absent.append(name)
-            voxels[name] = 0
-            continue
-        index, _ = read_sparse_csv(path, n_voxels, values=False)
+        if name not in files.structures:
+            continue  # not contoured in this case: no voxels, and the report says it is unknown here
+        index, _ = read_sparse_csv(files.structures[name], n_voxels, values=False)
         index = np.unique(index)
         label[index] = labels[name]
         claimed[index] += 1
@@ -185,11 +245,11 @@ def load_case(
     body_z = np.flatnonzero(body.reshape(GRID).any(axis=(0, 1)))
     body_slices = (int(body_z[0]), int(body_z[-1])) if body_z.size else None
     report = OpenKBPCaseReport(
-        case_id=case_dir.name,
-        split=split,
+        case_id=files.case_id,
+        split=files.split,
         spacing_mm=spacing,
-        voxels={name: voxels[name] for name in labels},
-        absent=tuple(sorted(absent, key=lambda n: labels[n])),
+        voxels=voxels,
+        contoured=tuple(sorted(files.structures, key=lambda n: labels[n])),
         overlap_voxels=int(np.count_nonzero(claimed > 1)),
         labels_outside_body=int(np.count_nonzero((label > 0) & ~body)),
         metal_clipped=metal,
@@ -200,8 +260,8 @@ def load_case(
     return OpenKBPCase(hu.reshape(GRID), label.reshape(GRID), openkbp_affine(spacing), report)
 
 
-def find_cases(source_dir: Path) -> list[tuple[str, Path]]:
-    """(split, case folder) of every ``<split-folder>/pt_N`` under ``source_dir`` that has a ``ct.csv``,
+def find_cases(source_dir: Path, labels: Mapping[str, int] = LABELS) -> list[OpenKBPCaseFiles]:
+    """The files of every ``<split-folder>/pt_N`` under ``source_dir`` that has a ``ct.csv`` (or ``ct.csv.gz``),
     sorted by split then patient number. ``source_dir`` may also be a single split folder."""
     found = []
     for split_folder, split in SPLIT_FOLDERS.items():
@@ -211,9 +271,10 @@ def find_cases(source_dir: Path) -> list[tuple[str, Path]]:
         if base is None:
             continue
         for case_dir in base.glob("pt_*"):
-            if (case_dir / "ct.csv").is_file():
-                found.append((split, case_dir))
-    found.sort(key=lambda item: (list(SPLIT_FOLDERS.values()).index(item[0]), _patient_number(item[1].name)))
+            if _csv_file(case_dir, "ct") is not None:
+                found.append(case_files(case_dir, split, labels))
+    splits = list(SPLIT_FOLDERS.values())
+    found.sort(key=lambda case: (splits.index(case.split), _patient_number(case.case_id)))
     return found
 
 
@@ -242,53 +303,85 @@ def import_openkbp(
     priority: Sequence[str] = OVERLAP_PRIORITY,
     skip_existing: bool = False,
 ) -> list[OpenKBPCaseReport]:
-    """Import OpenKBP cases into an MSD folder: ``imagesTr/<id>.nii.gz`` (int16 HU), ``labelsTr/<id>.nii.gz``
-    (uint8), ``dataset.json`` and ``import_report.json`` (per-case :class:`OpenKBPCaseReport`).
+    """Import the OpenKBP cases found in ``source_dir`` (see :func:`import_openkbp_cases`).
 
     Args:
         source_dir: folder holding ``train-pats``/``validation-pats``/``test-pats`` (or one of them).
+        case_ids: import only these ids (default: every case with a ``ct.csv`` or ``ct.csv.gz``).
+    """
+    source_dir = Path(source_dir)
+    cases = find_cases(source_dir, labels)
+    if not cases:
+        raise InputError(source_dir, "no OpenKBP case folders (train-pats/pt_N/ct.csv or ct.csv.gz) found")
+    if case_ids is not None:
+        wanted = set(case_ids)
+        missing = wanted - {case.case_id for case in cases}
+        if missing:
+            raise InputError(source_dir, f"cases not found: {sorted(missing)}")
+        cases = [case for case in cases if case.case_id in wanted]
+    return import_openkbp_cases(cases, out_dir, labels, priority, skip_existing)
+
+
+def import_openkbp_cases(
+    cases: Sequence[OpenKBPCaseFiles],
+    out_dir: str | Path,
+    labels: Mapping[str, int] = LABELS,
+    priority: Sequence[str] = OVERLAP_PRIORITY,
+    skip_existing: bool = False,
+) -> list[OpenKBPCaseReport]:
+    """Import OpenKBP cases into an MSD folder: ``imagesTr/<id>.nii.gz`` (int16 HU), ``labelsTr/<id>.nii.gz``
+    (uint8), ``dataset.json`` (each training entry with its ``contoured`` organs) and ``import_report.json``
+    (per-case :class:`OpenKBPCaseReport`). Cases already in the folder stay listed.
+
+    Args:
+        cases: the cases' files (from :func:`find_cases`, or from the manifest).
         out_dir: the MSD folder to write (created).
-        case_ids: import only these ids (default: every case with a ``ct.csv``).
         skip_existing: keep cases whose two NIfTI files already exist (their reports are re-read).
 
     Returns:
-        The reports of the imported cases, in source order.
+        The reports of the given cases, in the given order.
     """
-    source_dir, out_dir = Path(source_dir), Path(out_dir)
-    cases = find_cases(source_dir)
-    if not cases:
-        raise InputError(source_dir, "no OpenKBP case folders (train-pats/pt_N/ct.csv) found")
-    if case_ids is not None:
-        wanted = set(case_ids)
-        missing = wanted - {case_dir.name for _, case_dir in cases}
-        if missing:
-            raise InputError(source_dir, f"cases not found: {sorted(missing)}")
-        cases = [(split, case_dir) for split, case_dir in cases if case_dir.name in wanted]
+    out_dir = Path(out_dir)
     old_reports = _read_reports(out_dir / "import_report.json")
     reports = []
-    for split, case_dir in cases:
-        case_id = case_dir.name
+    for files in cases:
+        case_id = files.case_id
         image_path = out_dir / "imagesTr" / f"{case_id}.nii.gz"
         label_path = out_dir / "labelsTr" / f"{case_id}.nii.gz"
         if skip_existing and image_path.is_file() and label_path.is_file() and case_id in old_reports:
             reports.append(old_reports[case_id])
             continue
-        case = load_case(case_dir, split, labels, priority)
+        case = load_case(files, files.split, labels, priority)
         save_nifti(case.hu, case.affine, image_path)
         save_nifti(case.label, case.affine, label_path)
         if case.report.partial_field:
             logger.info("%s: body only in slices %s of the 128-slice grid", case_id, case.report.body_slices)
         reports.append(case.report)
+    merged = {**old_reports, **{r.case_id: r for r in reports}}
+    listed = sorted({r.case_id for r in reports} | _existing_cases(out_dir, old_reports), key=_patient_number)
     write_msd_dataset_json(
         out_dir,
         name="OpenKBP",
-        description="OpenKBP head-and-neck CT with 7 OAR labels (imported by medseg from the sparse CSV)",
+        description="OpenKBP head-and-neck CT with 7 OAR labels (imported by medseg from the sparse CSV); "
+        "'contoured' lists the organs contoured in each case, the others are unknown there, not absent",
         labels=labels,
-        case_ids=sorted({r.case_id for r in reports} | _existing_cases(out_dir, old_reports), key=_patient_number),
+        case_ids=listed,
+        contoured={case_id: merged[case_id].contoured for case_id in listed},
     )
-    merged = {**old_reports, **{r.case_id: r for r in reports}}
     _write_reports(out_dir / "import_report.json", [merged[k] for k in sorted(merged, key=_patient_number)], priority)
     return reports
+
+
+def contoured_summary(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """One line on the import report's rows (``import_report.json`` ``cases``): how many cases are fully contoured
+    and in how many each organ was contoured; ``None`` for reports without ``contoured`` (other importers)."""
+    contoured = [row["contoured"] for row in rows if "contoured" in row]
+    if not contoured:
+        return None
+    organs = list(dict.fromkeys(name for row in rows for name in row.get("voxels", {})))
+    full = sum(len(c) == len(organs) for c in contoured)
+    per_organ = ", ".join(f"{name} {sum(name in c for c in contoured)}" for name in organs)
+    return f"{full} of {len(contoured)} cases fully contoured; cases per organ: {per_organ}"
 
 
 def _existing_cases(out_dir: Path, reports: Mapping[str, OpenKBPCaseReport]) -> set[str]:
@@ -310,7 +403,7 @@ def _read_reports(path: Path) -> dict[str, OpenKBPCaseReport]:
                 **{
                     **row,
                     "spacing_mm": tuple(row["spacing_mm"]),
-                    "absent": tuple(row["absent"]),
+                    "contoured": tuple(row["contoured"]),
                     "body_slices": None if row["body_slices"] is None else tuple(row["body_slices"]),
                 }
             )

@@ -2,8 +2,9 @@
 
 Checks, per dataset: the folder exists; every listed file exists with the listed size and sha256; no unlisted
 files lie in the folder; every path a case references exists and is listed; image and label of a NIfTI/NRRD pair
-share one grid (size, spacing, origin, direction); label files hold only declared label ids; OpenKBP structure
-masks name declared labels and index inside the grid; folds reference known cases, partition them and are
+share one grid (size, spacing, origin, direction); label files hold only declared label ids (of a partially
+contoured case: only its contoured ones); OpenKBP structure masks name declared labels and index inside the grid,
+and a case's ``contoured`` list matches its structure files; folds reference known cases, partition them and are
 reproducible. Hashing runs on a thread pool (hashlib releases the GIL), reading 1 MiB chunks.
 """
 
@@ -17,17 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from medseg.datasets.folds import fold_problems
 from medseg.datasets.manifest import Case, Dataset, FileRecord, load_manifest
+from medseg.datasets.msd import label_pair_problems
+from medseg.datasets.openkbp import read_sparse_csv
 from medseg.errors import InputError, ManifestError
 
 CHUNK = 1 << 20
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-# Grid tolerance: NIfTI stores spacing and origin as float32 (~1e-7 relative); 1e-4 mm catches any real shift.
-GRID_TOL_MM = 1e-4
-DIRECTION_TOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -76,53 +75,19 @@ def _check_files(dataset: Dataset, root: Path, checksums: bool, pool: ThreadPool
     for record, problem in zip(dataset.files, results, strict=True):
         if problem:
             yield Problem(dataset.name, record.path, problem)
-    folder = root / dataset.folder
-    if not folder.is_dir():
-        yield Problem(dataset.name, dataset.folder, "dataset folder missing")
-        return
     listed = {record.path for record in dataset.files}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if (path.is_file() or path.is_symlink()) and not path.is_dir() and rel not in listed:
-            yield Problem(dataset.name, rel, "file is not listed in the manifest")
-
-
-def _grid(path: Path) -> sitk.ImageFileReader:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    reader.ReadImageInformation()
-    return reader
-
-
-def _grid_problems(image_path: Path, label_path: Path) -> list[str]:
-    image, label = _grid(image_path), _grid(label_path)
-    problems = []
-    if image.GetSize() != label.GetSize():
-        problems.append(f"label size {label.GetSize()} differs from the image's {image.GetSize()}")
-    else:
-        if not np.allclose(image.GetSpacing(), label.GetSpacing(), rtol=0, atol=GRID_TOL_MM):
-            problems.append(f"label spacing {label.GetSpacing()} differs from the image's {image.GetSpacing()}")
-        if not np.allclose(image.GetOrigin(), label.GetOrigin(), rtol=0, atol=GRID_TOL_MM):
-            problems.append(f"label origin {label.GetOrigin()} differs from the image's {image.GetOrigin()}")
-        if not np.allclose(image.GetDirection(), label.GetDirection(), rtol=0, atol=DIRECTION_TOL):
-            problems.append(f"label direction {label.GetDirection()} differs from the image's {image.GetDirection()}")
-    return problems
-
-
-def _label_value_problem(label_path: Path, declared: set[int]) -> str | None:
-    image = sitk.ReadImage(str(label_path))  # keep a reference: the array view does not own the buffer
-    values = np.unique(sitk.GetArrayViewFromImage(image))
-    undeclared = sorted(float(v) if v != int(v) else int(v) for v in values if v not in declared or v != int(v))
-    if undeclared:
-        ids = sorted(declared)
-        shown = f"{ids}" if len(ids) <= 10 else f"{ids[:10]} ... ({len(ids)} ids)"
-        return f"label values {undeclared[:10]} are not declared label ids {shown}"
-    return None
+    for name in dataset.folders:
+        folder = root / name
+        if not folder.is_dir():
+            yield Problem(dataset.name, name, "dataset folder missing")
+            continue
+        for path in sorted(folder.rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            if (path.is_file() or path.is_symlink()) and not path.is_dir() and rel not in listed:
+                yield Problem(dataset.name, rel, "file is not listed in the manifest")
 
 
 def _structure_problems(dataset: Dataset, case: Case, root: Path) -> Iterable[Problem]:
-    from medseg.datasets.openkbp import read_sparse_csv
-
     grid = dataset.importer_options.get("grid", [128, 128, 128])
     n_voxels = int(np.prod(grid))
     for name, rel in case.structures.items():
@@ -148,20 +113,22 @@ def _check_case(dataset: Dataset, case: Case, root: Path, listed: set[str]) -> l
                 problems.append(Problem(dataset.name, rel, where + "referenced folder holds no listed file"))
         elif rel not in listed:
             problems.append(Problem(dataset.name, rel, where + "referenced file is not listed in the manifest"))
+    if case.contoured is not None and case.structures and set(case.contoured) != set(case.structures):
+        problems.append(
+            Problem(
+                dataset.name,
+                case.image,
+                where
+                + f"contoured {sorted(case.contoured)} differs from the structure files {sorted(case.structures)}",
+            )
+        )
     label = case.label
     if label is not None and is_image_file(label) and (root / label).is_file():
-        try:
-            value_problem = _label_value_problem(root / label, set(dataset.labels.values()))
-            if value_problem:
-                problems.append(Problem(dataset.name, label, where + value_problem))
-            if is_image_file(case.image) and (root / case.image).is_file():
-                problems += [
-                    Problem(dataset.name, label, where + p) for p in _grid_problems(root / case.image, root / label)
-                ]
-        except RuntimeError as err:  # SimpleITK cannot read one of the two
-            problems.append(
-                Problem(dataset.name, label, where + f"cannot read the image/label pair: {err}".splitlines()[0])
-            )
+        image = root / case.image if is_image_file(case.image) and (root / case.image).is_file() else None
+        declared = set(dataset.labels.values())
+        contoured = None if case.contoured is None else {dataset.labels[n] for n in case.contoured}
+        pair_problems = label_pair_problems(image, root / label, declared, contoured)
+        problems += [Problem(dataset.name, label, where + p) for p in pair_problems]
     problems += list(_structure_problems(dataset, case, root))
     return problems
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.run import main
+from medseg.datasets.openkbp import LABELS
 
-ORGANS = {"Brainstem", "SpinalCord", "RightParotid", "LeftParotid", "Esophagus", "Larynx", "Mandible"}
+ORGANS = set(LABELS)
 
 
 def _results(out: Path, name: str) -> dict:

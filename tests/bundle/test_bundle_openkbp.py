@@ -15,12 +15,13 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import load_net_with_metadata
 
+from medseg.datasets.openkbp import LABELS
 from tests.bundle.conftest import CONFIGS, TINY, TRAIN, run_bundle
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 USER_CONFIG = "bundles/ct_unet/train.json"  # exactly as users type it
-ORGANS = ["Brainstem", "SpinalCord", "RightParotid", "LeftParotid", "Esophagus", "Larynx", "Mandible"]
+ORGANS = list(LABELS)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

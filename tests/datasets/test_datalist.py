@@ -68,7 +68,8 @@ def test_fold_datalists_for_a_fold_and_for_the_source_split(data_root: Path) -> 
     assert [i["case_id"] for i in train] == [folds.folds[3].train[0]]
     assert [i["case_id"] for i in val] == [folds.folds[3].validation[0]]
     for item in train + val:
-        assert set(item) == {"image", "label", "case_id"}
+        assert set(item) == {"image", "label", "case_id", "contoured"}
+        assert item["contoured"] == [1] * 8  # the folds hold the fully contoured cases
         assert Path(item["image"]).is_file() and Path(item["label"]).is_file()
         assert item["image"].endswith(f"imagesTr/{item['case_id']}.nii.gz")
     train, val = fold_datalists("openkbp", fold=-1, max_cases=2)
@@ -90,3 +91,21 @@ def test_concurrent_prepare_calls_share_one_import(data_root: Path, tmp_path: Pa
     assert outputs == ["2 2"] * 3
     assert not list(target.rglob(".medseg-tmp-*"))
     assert len(json.loads((target / STAMP_NAME).read_text())["cases"]) == 4
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_fold_minus_one_trains_on_all_170_and_validates_on_33(data_root: Path) -> None:
+    """The official split over all 203 patients; each item says which organs its case carries."""
+    train, val = fold_datalists("openkbp", fold=-1)
+    assert len(train) == 170 and len(val) == 33
+    expected = {
+        c["case_id"]: c["organs"]
+        for c in json.loads((data_root / "openkbp_partial/datalist.json").read_text())["cases"]
+    }
+    organs = list(label_names("openkbp"))[1:]
+    for item in train + val:
+        contoured = expected.get(item["case_id"], organs)  # openkbp/ cases carry all 7
+        assert item["contoured"] == [1] + [int(name in contoured) for name in organs], item["case_id"]
+        assert Path(item["image"]).is_file() and Path(item["label"]).is_file()
+    assert sum(item["contoured"] == [1] * 8 for item in train + val) == 34  # openkbp_partial has no case with all 7

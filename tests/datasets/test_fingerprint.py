@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg.datasets.datalist import prepare_dataset
+from medseg.config import cache_root
+from medseg.datasets.datalist import ensure_cases
 from medseg.datasets.fingerprint import compute_fingerprint, fingerprint_to_json
 from medseg.datasets.manifest import load_manifest
 from medseg.datasets.msd import write_msd_dataset_json
@@ -39,7 +40,10 @@ def test_spacing_in_ras_order_and_foreground_intensities(tmp_path: Path) -> None
 def test_stored_openkbp_fingerprint_is_reproducible(data_root: Path) -> None:
     stored = load_manifest().dataset("openkbp").fingerprint
     assert stored is not None
-    fresh = fingerprint_to_json(compute_fingerprint(prepare_dataset("openkbp")))
+    dataset = load_manifest().dataset("openkbp")
+    case_ids = dataset.fingerprint_case_ids()  # the 34 fully contoured cases (imports only those)
+    folder = ensure_cases(dataset, case_ids, cache_root() / "datasets" / "openkbp")
+    fresh = fingerprint_to_json(compute_fingerprint(folder, case_ids))
     assert fresh["median_spacing_ras"] == list(stored.median_spacing_ras) == [4.688, 4.688, 2.5]
     assert fresh["intensity"]["percentile_99_5"] == stored.intensity.percentile_99_5
     assert fresh["intensity"]["percentile_00_5"] == stored.intensity.percentile_00_5

@@ -37,9 +37,9 @@ def test_validation_lists_each_problem(tmp_path: Path) -> None:
     problems = validate_msd(read_msd_dataset(folder))
     text = "\n".join(problems)
     assert "orphan_0000.nii.gz: image has no label" in text
-    assert "liver_2.nii.gz: grid" in text and "origin (-2.0" in text  # NIfTI x is flipped into LPS
+    assert "liver_2.nii.gz: label origin (-2.0" in text  # NIfTI x is flipped into LPS
     assert "liver_3.nii.gz: label values [4] are not declared" in text
-    assert "liver_4.nii.gz: size (6, 5, 3) differs" in text
+    assert "liver_4.nii.gz: label size (6, 5, 3) differs" in text
     assert "liver_5_0000.nii.gz: missing" in text
     assert len(problems) == 5
 
@@ -84,3 +84,58 @@ def test_datalist_json_is_monai_decathlon_style(tmp_path: Path) -> None:
     assert sorted(i["fold"] for i in items) == sorted([0, 0, 1, 2, 3, 4])
     splits = json.loads((tmp_path / "out" / "splits_final.json").read_text())
     assert len(splits) == 5 and set(splits[0]) == {"train", "val"}
+
+
+def _declare(
+    folder: Path, per_entry: dict[str, list[str]] | None = None, top: dict[str, list[str]] | None = None
+) -> None:
+    raw = json.loads((folder / "dataset.json").read_text())
+    for entry in raw.get("training", []):
+        case_id = Path(entry["image"]).name.removesuffix(".nii.gz")
+        if per_entry and case_id in per_entry:
+            entry["contoured"] = per_entry[case_id]
+    if top is not None:
+        raw["contoured"] = top
+    (folder / "dataset.json").write_text(json.dumps(raw))
+
+
+LIVER_TUMOUR = {"background": 0, "liver": 1, "tumour": 2}
+
+
+@pytest.mark.parametrize("style", ["msd", "nnunetv2"])
+def test_per_case_contoured_labels_reach_the_datalist(tmp_path: Path, style: str) -> None:
+    """A case may declare the labels contoured in it; undeclared cases are fully labelled."""
+    folder = write_msd_folder(tmp_path / style, IDS, LIVER_TUMOUR, style=style)
+    tumour_only = np.zeros((6, 5, 4), np.uint8)
+    tumour_only[1:3, 1:3, 1:3] = 2
+    write_nifti(folder / "labelsTr" / "liver_3.nii.gz", tumour_only)
+    if style == "msd":  # per training entry, and the top-level map for another case
+        _declare(folder, per_entry={"liver_2": ["liver"]}, top={"liver_3": ["tumour", "background"]})
+    else:  # nnU-Net v2 has no training list: the top-level map only
+        _declare(folder, top={"liver_2": ["liver"], "liver_3": ["tumour", "background"]})
+    dataset = read_msd_dataset(folder)
+    assert [c.contoured for c in dataset.cases[:4]] == [None, ("liver",), ("background", "tumour"), None]
+    assert validate_msd(dataset) == []
+    (folder / "splits_final.json").write_text(json.dumps([{"train": IDS[:4], "val": IDS[4:]}]))
+    train, val = msd_fold_datalists(folder, fold=0)
+    assert [item["contoured"] for item in train] == [[1, 1, 1], [1, 1, 0], [1, 0, 1], [1, 1, 1]]
+    assert all(item["contoured"] == [1, 1, 1] for item in val)
+    written = json.loads(write_msd_datalist(dataset, tmp_path / "out", msd_folds(dataset)).read_text())
+    assert written["training"][1]["contoured"] == [1, 1, 0]
+
+
+def test_contoured_declarations_are_checked(tmp_path: Path) -> None:
+    folder = write_msd_folder(tmp_path / "ds", IDS, LIVER_TUMOUR)
+    _declare(folder, per_entry={"liver_1": ["liver", "spleen"]})
+    with pytest.raises(InputError, match=r"training\[0\] \(liver_1\): 'contoured' names \['spleen'\]"):
+        read_msd_dataset(folder)
+    _declare(folder, per_entry={"liver_1": "liver"})  # type: ignore[dict-item]
+    with pytest.raises(InputError, match="must be a list of label names"):
+        read_msd_dataset(folder)
+    _declare(folder, per_entry={"liver_1": ["liver"]}, top={"ghost": ["liver"]})
+    with pytest.raises(InputError, match=r"names cases that are not in the dataset: \['ghost'\]"):
+        read_msd_dataset(folder)
+    # the label map of liver_1 holds label 1 everywhere it has foreground: declaring only the tumour is a lie
+    _declare(folder, per_entry={"liver_1": ["tumour"]}, top={})
+    problems = validate_msd(read_msd_dataset(folder))
+    assert len(problems) == 1 and "liver_1.nii.gz: label values [1] are present but not contoured" in problems[0]

@@ -16,6 +16,8 @@ import numpy as np
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
+from medseg.datasets.openkbp import LABELS as OPENKBP_LABELS
+
 RGB = tuple[int, int, int]
 
 
@@ -111,9 +113,7 @@ def label_table(names: Mapping[int, str]) -> dict[int, LabelInfo]:
 
 
 # The OpenKBP organs at risk, label ids as in openkbp/datalist.json.
-HEAD_NECK_LABELS: dict[int, LabelInfo] = label_table(
-    {1: "Brainstem", 2: "SpinalCord", 3: "RightParotid", 4: "LeftParotid", 5: "Esophagus", 6: "Larynx", 7: "Mandible"}
-)
+HEAD_NECK_LABELS: dict[int, LabelInfo] = label_table({label_id: name for name, label_id in OPENKBP_LABELS.items()})
 
 
 def check_label_table(table: Mapping[int, LabelInfo]) -> None:
