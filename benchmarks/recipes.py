@@ -47,6 +47,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "val_interval": 25,
     },
     "medseg_partial_3d": {"fold": 0, "val_interval": 5},
+    "medseg_partial_3d_dicece": {"fold": 0, "loss": "dicece", "val_interval": 5},
     "medseg_full_only_3d": {"fold": 1, "val_interval": 25},
     "medseg_partial_2.5d": {
         "fold": 0,
