@@ -18,6 +18,7 @@ import SimpleITK as sitk
 import medseg
 from medseg import api
 from medseg.cli import main
+from medseg.config import REPO_ROOT
 from medseg.errors import InputError
 from medseg.io.readers import read_scan
 
@@ -117,6 +118,19 @@ def test_dicom_study_folder(data_root: Path) -> None:
     _assert_same_grid(result.labels, read_scan(study).image)
     assert result.image.GetSize() == (136, 134, 47)
     assert set(result.volumes_ml) == set(result.label_names.values())
+
+
+@pytest.mark.data
+def test_readme_example_runs(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### From Python") :]
+    example = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 10)]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(example.replace("../shared/data", str(data_root)), "README.md", "exec"), namespace)
+    _assert_same_grid(namespace["labels"], read_scan(data_root / "ibsi_sts" / "dicom" / "STS_019").image)  # type: ignore[arg-type]
+    assert sitk.ReadImage(str(tmp_path / "STS_019_seg.nii.gz")).GetSize() == (136, 134, 47)
+    _assert_same_grid(namespace["result"].labels, namespace["image"])  # type: ignore[attr-defined]
 
 
 @pytest.mark.data
