@@ -201,9 +201,7 @@ def _renamed(err: MedsegError, path: Path, name: str) -> MedsegError:
     """``err`` naming ``name`` where it named the temporary file ``path``."""
     if err.path is None or Path(err.path) != path:
         return err
-    renamed = type(err)(name, err.problem)
-    renamed.__cause__ = err
-    return renamed
+    return type(err)(name, err.problem)
 
 
 def segment(
@@ -239,15 +237,20 @@ def segment(
         TypeError: ``scan`` is none of the accepted kinds.
     """
     loaded = _load(bundle, model_file, device, tta, postprocess, fix_geometry, precision)
-    source_affine = np.array(scan.affine, dtype=float) if isinstance(scan, nib.spatialimages.SpatialImage) else None
+    source_affine = None
+    if isinstance(scan, nib.spatialimages.SpatialImage):
+        if scan.affine is None:
+            raise MedsegError(NIBABEL_NAME, "has no affine: where its voxels are in the patient is unknown")
+        source_affine = np.array(scan.affine, dtype=float)
     with _as_file(scan) as (path, name):
         try:
             with loaded.lock:
                 segmentation = loaded.segmenter.segment(path)
         except MedsegError as err:
-            if name is None:
+            renamed = err if name is None else _renamed(err, path, name)
+            if renamed is err:
                 raise
-            raise _renamed(err, path, name) from err
+            raise renamed from err
     labels = segmentation.labels
     if isinstance(scan, sitk.Image):
         _check_same_grid(labels, scan)

@@ -54,7 +54,7 @@ td.flagged { background: #fff3cd; }
 .status-failed { color: #c62828; font-weight: bold; }
 .status-skipped { color: #8a6d00; font-weight: bold; }
 table.failed td.error { color: #c62828; font-family: monospace; white-space: pre-wrap; }
-.flags { font-family: monospace; font-size: 0.9em; }
+.flags { font-family: monospace; font-size: 0.9em; white-space: nowrap; }
 figure { margin: 1em 0 2em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #333; background: #000; }
 figcaption { font-weight: bold; margin-bottom: 0.3em; }
