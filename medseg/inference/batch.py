@@ -46,6 +46,7 @@ from medseg.inference.segmenter import Segmentation, Segmenter
 from medseg.io.atomic import remove_stale_temporaries
 from medseg.io.writers import case_output_dir
 from medseg.reporting import OPENKBP_VOLUMES, CaseRecord, QAFlag, StageClock, merge_summaries, qa_flags, write_summary
+from medseg.reporting.batch_report import write_batch_report
 from medseg.reporting.volumes import image_volumes_ml
 
 logger = logging.getLogger(__name__)
@@ -326,12 +327,14 @@ def segment_folder(
         result = BatchResult(records=batch.run(shard.take(cases)))
         if not shard.distributed:
             result.summary_csv, result.summary_json = write_summary(result.records, output)
+            write_batch_report(output)
             return result
         write_summary(result.records, output / shard.summary_dir)  # also when this rank had no case
         _barrier(FINISH_TIMEOUT)
         if shard.rank == 0:
             shards = [output / Shard(r, shard.world_size).summary_dir / "summary.json" for r in range(shard.world_size)]
             result.summary_csv, result.summary_json = merge_summaries(shards, output)
+            write_batch_report(output)
         return result
     finally:
         if created_group:

@@ -5,6 +5,7 @@ qa.py         QA flags (organ missing, cut off at the scan border, implausible v
 timing.py     seconds per stage and peak memory of a case
 summary.py    summary.csv / summary.json, one row per case; merging shard summaries
 quicklook.py  a PNG per case: three orthogonal slices with coloured organ overlays
+batch_report.py  OUTPUT/report.html: the summary table, failed cases and quick-looks in one self-contained file
 
 The names below load on first use (PEP 562), so that importing one submodule does not import matplotlib.
 """
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from medseg.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
+    from medseg.reporting.batch_report import write_batch_report, write_report
     from medseg.reporting.qa import OPENKBP_VOLUMES, ExpectedVolume, QAFlag, qa_flags
     from medseg.reporting.quicklook import write_quicklook
     from medseg.reporting.summary import CaseRecord, merge_summaries, read_summary, write_summary
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from medseg.reporting.volumes import image_volumes_ml, label_volumes_ml
 
 _EXPORTS = {
+    "medseg.reporting.batch_report": ("write_batch_report", "write_report"),
     "medseg.reporting.qa": ("OPENKBP_VOLUMES", "ExpectedVolume", "QAFlag", "qa_flags"),
     "medseg.reporting.quicklook": ("write_quicklook",),
     "medseg.reporting.summary": ("CaseRecord", "merge_summaries", "read_summary", "write_summary"),
@@ -40,7 +43,9 @@ __all__ = [
     "merge_summaries",
     "qa_flags",
     "read_summary",
+    "write_batch_report",
     "write_quicklook",
+    "write_report",
     "write_summary",
 ]
 
