@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from medseg.evaluation.labels import parse_label_spec
+from medseg.evaluation.labels import parse_contoured, parse_label_spec
 
 
 def _tolerance(text: str) -> float:
@@ -45,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--tolerance-mm", type=_tolerance, default=2.0, help="NSD (surface Dice) tolerance in mm (default 2.0)"
     )
+    parser.add_argument(
+        "--contoured",
+        type=Path,
+        metavar="JSON",
+        help='partially contoured references: {"case_id": ["Brainstem", ...]} lists the organs drawn per case; the '
+        "others score not_contoured (NaN, left out of the means) instead of a miss",
+    )
     parser.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
     parser.set_defaults(func=run_evaluate)
 
@@ -55,8 +62,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from medseg.evaluation.evaluator import evaluate
     from medseg.evaluation.summary import format_table
 
+    labels = parse_label_spec(args.labels)
     report = evaluate(
-        args.pred, args.ref, args.out, labels=parse_label_spec(args.labels), tolerance_mm=args.tolerance_mm
+        args.pred,
+        args.ref,
+        args.out,
+        labels=labels,
+        tolerance_mm=args.tolerance_mm,
+        contoured=parse_contoured(args.contoured, labels),
     )
     matching = report.matching
     print(f"{len(matching.pairs)} case(s) evaluated")

@@ -9,15 +9,15 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from medseg.errors import InputError
 from medseg.evaluation.label_maps import check_same_grid, read_label_map
-from medseg.evaluation.metrics import STATUS_BOTH_EMPTY, LabelMetrics, compare_label_maps
+from medseg.evaluation.metrics import STATUS_BOTH_EMPTY, STATUS_NOT_CONTOURED, LabelMetrics, compare_label_maps
 from medseg.evaluation.pairing import CaseMatching, match_cases
 from medseg.evaluation.plots import plot_metric_boxes
 from medseg.evaluation.summary import OrganSummary, summarize
@@ -103,6 +103,10 @@ def _labels_present(array: np.ndarray) -> set[int]:
     return set(np.flatnonzero(counts).tolist()) - {0}
 
 
+def _not_contoured(metrics: LabelMetrics) -> LabelMetrics:
+    return replace(metrics, status=STATUS_NOT_CONTOURED, dice=math.nan, hd95_mm=math.nan, nsd=math.nan)
+
+
 def evaluate(
     pred: str | Path,
     ref: str | Path,
@@ -110,6 +114,7 @@ def evaluate(
     labels: Mapping[int, str] | None = None,
     tolerance_mm: float = 2.0,
     seed: int = 0,
+    contoured: Mapping[str, Collection[int]] | None = None,
 ) -> EvaluationReport:
     """Score ``pred`` against ``ref`` (two label-map files, or two folders paired by case id as
     :func:`medseg.evaluation.pairing.match_cases` describes) and write the outputs into ``out``.
@@ -118,6 +123,8 @@ def evaluate(
         labels: label id -> name to score; ``None`` scores every non-zero label found in any case, named ``label_N``.
         tolerance_mm: NSD tolerance in mm.
         seed: seed of the bootstrap confidence intervals.
+        contoured: case id -> the label ids contoured in that reference (partially contoured data); the other
+            labels of a listed case score ``not_contoured`` (NaN, left out of the means). Unlisted cases: all.
 
     Raises:
         InputError: unreadable or non-label-map files, mismatched grids (size, spacing, origin, direction beyond
@@ -148,6 +155,9 @@ def evaluate(
         seen = sorted({metrics.label_id for case in results.values() for metrics in case})
         labels = {label_id: f"label_{label_id}" for label_id in seen}
     label_names = dict(labels)
+    for case_id, drawn in (contoured or {}).items():
+        if case_id in results:
+            results[case_id] = [m if m.label_id in drawn else _not_contoured(m) for m in results[case_id]]
     for case_id, case_metrics in results.items():
         scored = {metrics.label_id for metrics in case_metrics}
         absent = [LabelMetrics(i, STATUS_BOTH_EMPTY, math.nan, math.nan, math.nan, 0.0, 0.0) for i in label_names]

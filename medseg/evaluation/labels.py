@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
+from medseg.io.json_file import read_json_object
 
 
 def parse_label_spec(spec: str | None) -> dict[int, str] | None:
@@ -103,3 +106,32 @@ def _checked(labels: dict[int, str], source: str | None) -> dict[int, str]:
     if not labels:
         raise InputError(source, "no foreground label ids given")
     return dict(sorted(labels.items()))
+
+
+def parse_contoured(
+    path: str | os.PathLike[str] | None, labels: Mapping[int, str] | None
+) -> dict[str, set[int]] | None:
+    """Read ``--contoured FILE``: a JSON object ``{"case_id": ["Brainstem", 2, ...]}`` naming, per case, the organs
+    drawn in its (partially contoured) reference, by name (resolved through ``labels``) or by id.
+
+    Raises:
+        InputError: the file is unreadable, not such an object, or names an organ that ``labels`` lacks.
+    """
+    if path is None:
+        return None
+    content = read_json_object(Path(path), "the contoured-organs file")
+    ids = {name: label_id for label_id, name in (labels or {}).items()}
+    result: dict[str, set[int]] = {}
+    for case_id, organs in content.items():
+        if not isinstance(organs, list):
+            raise InputError(path, f"case {case_id!r}: expected a list of organ names or ids, got {organs!r}")
+        drawn = set()
+        for organ in organs:
+            if isinstance(organ, int) and not isinstance(organ, bool):
+                drawn.add(organ)
+            elif isinstance(organ, str) and organ in ids:
+                drawn.add(ids[organ])
+            else:
+                raise InputError(path, f"case {case_id!r}: unknown organ {organ!r} (pass --labels to name them)")
+        result[str(case_id)] = drawn
+    return result

@@ -14,6 +14,9 @@ Missing organs (the conventions of nnU-Net v2 and Metrics Reloaded; the worst-ca
 * ``missing_in_pred`` / ``missing_in_ref``: in one map only. Dice 0, NSD 0, HD95 = a worst case, by default the
   image diagonal (shape × spacing, the largest distance possible on the grid), so misses pull the mean HD95 up
   instead of vanishing from it as NaN or inf would.
+* ``not_contoured``: the reference case was partially contoured and this organ was not drawn in it (``medseg
+  evaluate --contoured``): its absence says nothing, so Dice, HD95 and NSD are NaN and excluded from the means,
+  whatever the prediction holds. One rule for every metric.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ STATUS_OK = "ok"
 STATUS_BOTH_EMPTY = "both_empty"
 STATUS_MISSING_IN_PRED = "missing_in_pred"
 STATUS_MISSING_IN_REF = "missing_in_ref"
+STATUS_NOT_CONTOURED = "not_contoured"
 STATUSES = (STATUS_OK, STATUS_BOTH_EMPTY, STATUS_MISSING_IN_PRED, STATUS_MISSING_IN_REF)
 
 

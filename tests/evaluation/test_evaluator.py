@@ -191,3 +191,32 @@ def test_package_exports_the_function_not_the_module() -> None:
 
     assert medseg.evaluation.evaluate is evaluate
     assert callable(medseg.evaluation.compare_label_maps)
+
+
+def test_uncontoured_organs_of_partial_references_are_not_scored(tmp_path: Path) -> None:
+    ref = np.zeros((6, 8, 8), np.uint8)
+    ref[1:4, 2:6, 2:6] = 1  # organ 2 was not contoured in this case
+    pred = ref.copy()
+    pred[4:6, 0:2, 0:2] = 2  # the prediction finds it: no false positive, since the reference says nothing
+    geometry = {"spacing_xyz": (1.0, 1.0, 2.0), "origin": (0.0, 0.0, 0.0)}
+    write_label_map(tmp_path / "ref" / "a.nii.gz", ref, **geometry)
+    write_label_map(tmp_path / "pred" / "a_seg.nii.gz", pred, **geometry)
+    labels = {1: "Brainstem", 2: "Larynx"}
+    plain = evaluate(tmp_path / "pred", tmp_path / "ref", tmp_path / "plain", labels=labels)
+    assert [m.status for m in plain.results["a"]] == ["ok", "missing_in_ref"]
+    partial = evaluate(tmp_path / "pred", tmp_path / "ref", tmp_path / "out", labels=labels, contoured={"a": {1}})
+    brainstem, larynx = partial.results["a"]
+    assert brainstem.dice == 1.0 and larynx.status == "not_contoured"
+    assert math.isnan(larynx.dice) and math.isnan(larynx.hd95_mm) and math.isnan(larynx.nsd)
+    assert [s.n for s in partial.summaries] == [1, 0]
+
+
+def test_contoured_file_names_organs_by_name_or_id(tmp_path: Path) -> None:
+    from medseg.evaluation.labels import parse_contoured
+
+    path = tmp_path / "contoured.json"
+    path.write_text('{"pt_1": ["Brainstem", 7], "pt_2": []}')
+    assert parse_contoured(path, {1: "Brainstem", 7: "Mandible"}) == {"pt_1": {1, 7}, "pt_2": set()}
+    path.write_text('{"pt_1": ["Spleen"]}')
+    with pytest.raises(InputError, match="unknown organ 'Spleen'"):
+        parse_contoured(path, {1: "Brainstem"})
