@@ -340,10 +340,14 @@ def import_openkbp_cases(
 
     Returns:
         The reports of the given cases, in the given order.
+
+    Raises:
+        InputError: after importing every readable case, naming each case that could not be read and why.
     """
     out_dir = Path(out_dir)
     old_reports = _read_reports(out_dir / "import_report.json")
     reports = []
+    failed: list[str] = []
     for files in cases:
         case_id = files.case_id
         image_path = out_dir / "imagesTr" / f"{case_id}.nii.gz"
@@ -351,7 +355,12 @@ def import_openkbp_cases(
         if skip_existing and image_path.is_file() and label_path.is_file() and case_id in old_reports:
             reports.append(old_reports[case_id])
             continue
-        case = load_case(files, files.split, labels, priority)
+        try:
+            case = load_case(files, files.split, labels, priority)
+        except InputError as err:  # one bad case does not stop the others; it is named at the end
+            logger.error("%s: not imported: %s", case_id, err)
+            failed.append(f"{case_id} ({err})")
+            continue
         save_nifti(case.hu, case.affine, image_path)
         save_nifti(case.label, case.affine, label_path)
         if case.report.partial_field:
@@ -369,6 +378,8 @@ def import_openkbp_cases(
         contoured={case_id: merged[case_id].contoured for case_id in listed},
     )
     _write_reports(out_dir / "import_report.json", [merged[k] for k in sorted(merged, key=_patient_number)], priority)
+    if failed:
+        raise InputError(out_dir, f"{len(failed)} of {len(cases)} case(s) not imported: " + "; ".join(failed))
     return reports
 
 

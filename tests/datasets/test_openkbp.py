@@ -107,6 +107,15 @@ def test_import_writes_msd_layout_with_exact_affine(tmp_path: Path) -> None:
     report = json.loads((out / "import_report.json").read_text())
     assert [row["split"] for row in report["cases"]] == ["train", "validation"]
     assert report["overlap_priority"] == list(OVERLAP_PRIORITY)
+    # one unreadable case neither stops the others nor vanishes: it is named once they are written
+    write_openkbp_case(source / "train-pats" / "pt_3", (3.0, 3.0, 3.0), {7: 100.0}, {"Larynx": [2]})
+    (source / "train-pats" / "pt_1" / "ct.csv").parent.mkdir(parents=True)
+    (source / "train-pats" / "pt_1" / "ct.csv").write_text("index,data\n")
+    (source / "train-pats" / "pt_1" / "voxel_dimensions.csv").write_text("1\n1\n1\n")
+    with pytest.raises(InputError, match=r"1 of 4 case\(s\) not imported: pt_1 \(.*pt_1/ct\.csv: expected the OpenKBP"):
+        import_openkbp(source, tmp_path / "again")
+    listed = [e["image"] for e in json.loads((tmp_path / "again" / "dataset.json").read_text())["training"]]
+    assert listed == ["./imagesTr/pt_2.nii.gz", "./imagesTr/pt_3.nii.gz", "./imagesTr/pt_10.nii.gz"]
 
 
 # Label voxel counts of pt_4 from SOURCES.md section 7.

@@ -116,3 +116,41 @@ def test_corrupted_copy_lists_every_problem(data_root: Path, tmp_path: Path) -> 
 
     sizes_only = validate_manifest(manifest, farm, checksums=False)
     assert not any(p.path == dcm for p in sizes_only)  # same size: only the sha256 finds it
+
+
+def _tiny_manifest(tmp_path: Path, cases: list[dict[str, object]]) -> Path:
+    """A manifest of one dataset ``mine`` (folder ``mine/``) listing every file under it."""
+    files = [
+        {"path": p.relative_to(tmp_path).as_posix(), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted((tmp_path / "mine").rglob("*"))
+        if p.is_file()
+    ]
+    source = {"repository": "me", "url": "https://example.org"}
+    dataset = {
+        "title": "t", "description": "d", "folder": "mine", "modality": "CT", "licence": "CC0", "source": source,
+        "citations": [], "importer": None, "labels": {"background": 0, "liver": 1, "spleen": 2},
+        "files": files, "cases": cases,
+    }  # fmt: skip
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"schema_version": 1, "description": "d", "datasets": {"mine": dataset}}))
+    return path
+
+
+def test_partially_contoured_cases_hold_only_their_contoured_labels(tmp_path: Path) -> None:
+    """A manifest case may declare its contoured labels; label voxels of another label are a problem."""
+    label = np.zeros((4, 5, 6), np.uint8)
+    label[1, 1, 1], label[2, 2, 2] = 1, 2
+    (tmp_path / "mine").mkdir()
+    for name in ("a", "b"):
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16)), str(tmp_path / f"mine/{name}_ct.nrrd"))
+        sitk.WriteImage(sitk.GetImageFromArray(label), str(tmp_path / f"mine/{name}_seg.nrrd"))
+    cases = [
+        {"id": "a", "split": "train", "image": "mine/a_ct.nrrd", "label": "mine/a_seg.nrrd"},
+        {"id": "b", "split": "train", "image": "mine/b_ct.nrrd", "label": "mine/b_seg.nrrd", "contoured": ["liver"]},
+    ]
+    problems = validate_manifest(_tiny_manifest(tmp_path, cases), tmp_path)
+    assert [(p.path, p.problem) for p in problems] == [
+        ("mine/b_seg.nrrd", "case 'b': label values [2] are present but not contoured in this case [1]")
+    ]
+    cases[1]["contoured"] = ["liver", "spleen"]
+    assert validate_manifest(_tiny_manifest(tmp_path, cases), tmp_path) == []
