@@ -28,6 +28,7 @@ from medseg.datasets.folds import make_folds
 from medseg.datasets.manifest import Fold, Folds
 from medseg.errors import InputError, ManifestError
 from medseg.io.atomic import atomic_path
+from medseg.io.geometry import same_grid
 from medseg.io.json_file import read_json_object
 
 CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")
@@ -173,11 +174,7 @@ def validate_msd(dataset: MsdDataset) -> list[str]:
                 problems.append(
                     f"{case.label}: size {label_info.GetSize()} differs from the image's {image_info.GetSize()}"
                 )
-            elif not (
-                np.allclose(image_info.GetSpacing(), label_info.GetSpacing(), atol=GRID_TOL_MM, rtol=0)
-                and np.allclose(image_info.GetOrigin(), label_info.GetOrigin(), atol=GRID_TOL_MM, rtol=0)
-                and np.allclose(image_info.GetDirection(), label_info.GetDirection(), atol=1e-5, rtol=0)
-            ):
+            elif not same_grid(image_info, label_info, tolerance_mm=GRID_TOL_MM, direction_tolerance=1e-5):
                 problems.append(
                     f"{case.label}: grid (spacing {label_info.GetSpacing()}, origin {label_info.GetOrigin()}) differs "
                     f"from the image's (spacing {image_info.GetSpacing()}, origin {image_info.GetOrigin()})"

@@ -22,6 +22,7 @@ import SimpleITK as sitk
 from medseg.datasets.folds import fold_problems
 from medseg.datasets.manifest import Case, Dataset, FileRecord, load_manifest
 from medseg.errors import InputError, ManifestError
+from medseg.io.geometry import grid_differences
 
 CHUNK = 1 << 20
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -100,12 +101,8 @@ def _grid_problems(image_path: Path, label_path: Path) -> list[str]:
     if image.GetSize() != label.GetSize():
         problems.append(f"label size {label.GetSize()} differs from the image's {image.GetSize()}")
     else:
-        if not np.allclose(image.GetSpacing(), label.GetSpacing(), rtol=0, atol=GRID_TOL_MM):
-            problems.append(f"label spacing {label.GetSpacing()} differs from the image's {image.GetSpacing()}")
-        if not np.allclose(image.GetOrigin(), label.GetOrigin(), rtol=0, atol=GRID_TOL_MM):
-            problems.append(f"label origin {label.GetOrigin()} differs from the image's {image.GetOrigin()}")
-        if not np.allclose(image.GetDirection(), label.GetDirection(), rtol=0, atol=DIRECTION_TOL):
-            problems.append(f"label direction {label.GetDirection()} differs from the image's {image.GetDirection()}")
+        differences = grid_differences(label, image, tolerance_mm=GRID_TOL_MM, direction_tolerance=DIRECTION_TOL)
+        problems += [f"label {d} (label vs image)" for d in differences]
     return problems
 
 

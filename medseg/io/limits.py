@@ -21,6 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import nibabel as nib
+import nrrd
+import numpy as np
+
 from medseg.errors import InputError
 
 # Deflate cannot compress better than about 1032:1 (RFC 1951: a 258-byte match costs at least 2 bits), so a gzip
@@ -263,3 +267,129 @@ def data_file_inside(header_path: Path, data_path: Path) -> None:
         )
     if target.exists():
         check_regular_file(target)
+
+
+def check_nifti_sizes(path: Path, nifti: nib.Nifti1Image, limits: Limits | None = None) -> None:
+    """Check what a NIfTI header declares, before its voxels are read: header and extension size, voxel count,
+    data that the file can actually hold, and spacing.
+
+    Raises:
+        InputError: naming the declared size and the limit or the file size.
+    """
+    lim = current_limits(limits)
+    header = nifti.header
+    offset = int(header.get_data_offset())
+    check_header_size(path, offset, lim)
+    shape = tuple(int(s) for s in nifti.shape)
+    dtype = nifti.get_data_dtype()
+    check_voxels(path, shape, max(dtype.itemsize, 4), lim)
+    declared = math.prod(shape) * dtype.itemsize
+    compressed = path.name.lower().endswith(".gz")
+    file_size = path.stat().st_size
+    if compressed:
+        check_declared_data(path, declared, file_size, compressed=True)
+    else:
+        check_declared_data(path, declared, file_size - offset, compressed=False)
+
+
+def _read_text_header(path: Path, limits: Limits, *, attached: bool) -> tuple[str, int]:
+    """The text header of an NRRD/MetaImage file and the offset where the data start: for an attached header up
+    to the first empty line (NRRD), the whole file for a detached one; refused when longer than the limit."""
+    with open(path, "rb") as handle:
+        head = handle.read(limits.max_header_bytes + 1)
+    if attached:
+        ends = [(i, len(sep)) for sep in (b"\n\n", b"\r\n\r\n") if (i := head.find(sep)) >= 0]
+        if not ends:
+            check_header_size(path, len(head), limits)
+            return head.decode("latin-1"), len(head)  # a header without data: the reader reports it
+        end, separator = min(ends)
+        return head[:end].decode("latin-1"), end + separator
+    check_header_size(path, len(head), limits)
+    return head.decode("latin-1"), len(head)
+
+
+def check_nrrd_header(path: Path, limits: Limits | None = None) -> None:
+    """Check an NRRD header (pynrrd) before its data are read: header size, voxel count, spacing, a detached data
+    file inside the scan's folder, and data that the file can hold.
+
+    Raises:
+        InputError: naming the problem.
+    """
+    lim = current_limits(limits)
+    text, data_offset = _read_text_header(path, lim, attached=not path.name.lower().endswith(".nhdr"))
+    try:
+        header = nrrd.read_header(iter(text.splitlines(keepends=True)))
+        dtype = np.dtype(nrrd.reader._determine_datatype(header))
+    except Exception as err:  # pynrrd raises NRRDError, ValueError, KeyError... for malformed fields
+        raise InputError(path, f"cannot be read as NRRD: bad header ({reason(err)})") from err
+    sizes = [int(s) for s in np.atleast_1d(header.get("sizes", []))]
+    check_voxels(path, sizes, max(dtype.itemsize, 4), lim)
+    spacing = _nrrd_spacing(header)
+    if spacing:
+        check_spacing(path, spacing, lim)
+    data_field = header.get("data file", header.get("datafile"))
+    declared = math.prod(sizes) * dtype.itemsize
+    encoding = str(header.get("encoding", "raw")).lower()
+    if data_field is None:
+        available = path.stat().st_size - data_offset
+    else:
+        tokens = str(data_field).split()
+        if not tokens or tokens[0].upper() == "LIST":
+            raise InputError(path, "lists its data files (data file: LIST), which medseg does not read: refused")
+        data_path = Path(tokens[0])
+        data_file_inside(path, data_path)
+        target = path.parent / data_path
+        if len(tokens) > 1 or not target.is_file():
+            return  # a file pattern or a missing file: ITK reports it
+        available = target.stat().st_size
+    if encoding == "raw":
+        check_declared_data(path, declared, available, compressed=False)
+    elif encoding in ("gzip", "gz"):
+        check_declared_data(path, declared, available, compressed=True)
+
+
+def _nrrd_spacing(header: Mapping[str, object]) -> list[float]:
+    directions = header.get("space directions")
+    if directions is not None:
+        rows = [np.asarray(row, dtype=float) for row in directions if row is not None]  # type: ignore[attr-defined]
+        return [float(np.linalg.norm(row)) for row in rows if np.all(np.isfinite(row))] or [
+            float("nan") for row in rows
+        ]
+    spacings = header.get("spacings")
+    if spacings is not None:
+        return [float(s) for s in np.atleast_1d(spacings)]  # type: ignore[call-overload]
+    return []
+
+
+def check_metaimage_header(path: Path, limits: Limits | None = None) -> None:
+    """Check a MetaImage header: its size, and that a detached data file (``ElementDataFile`` of an ``.mhd``)
+    lies inside the scan's own folder. Sizes and spacing are checked by the reader from ITK's header read.
+
+    Raises:
+        InputError: naming the problem.
+    """
+    lim = current_limits(limits)
+    if not path.name.lower().endswith(".mhd"):
+        return  # .mha: data attached, sizes checked after ITK's header read
+    text, _ = _read_text_header(path, lim, attached=False)
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().lower() == "elementdatafile":
+            tokens = value.split()
+            if tokens and tokens[0].upper() not in ("LOCAL", "LIST"):
+                data_file_inside(path, Path(tokens[0]))
+
+
+def check_image_information(
+    path: Path, size: Sequence[int], spacing: Sequence[float], bytes_per_voxel: int, limits: Limits | None = None
+) -> None:
+    """Check the size and spacing an image header declares (from SimpleITK's ``ReadImageInformation``)."""
+    lim = current_limits(limits)
+    check_voxels(path, size, max(bytes_per_voxel, 4), lim)
+    check_spacing(path, spacing[:3], lim)
+
+
+def reason(err: BaseException) -> str:
+    """A non-empty one-line reason for an exception (some libraries raise with an empty message)."""
+    text = " ".join(str(err).split())
+    return text if text else type(err).__name__

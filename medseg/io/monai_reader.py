@@ -33,8 +33,9 @@ from monai.data import ImageReader
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
 from medseg.errors import GeometryError, MedsegError
+from medseg.io.geometry import same_grid
 from medseg.io.readers import Scan, read_scan
-from medseg.io.series import image_format
+from medseg.io.series import image_format, is_dicom_file
 
 SERIES_UID_KEY = "medseg_series_uid"
 SOURCE_FORMAT_KEY = "medseg_source_format"
@@ -86,9 +87,8 @@ class MedsegReader(ImageReader):
         arrays = [sitk.GetArrayFromImage(scan.image).T for scan in scans]
         metas = [_meta(scan) for scan in scans]
         first = metas[0]
-        for scan, meta in zip(scans[1:], metas[1:], strict=True):
-            same_grid = np.allclose(meta[MetaKeys.AFFINE], first[MetaKeys.AFFINE], atol=1e-4)
-            if not same_grid or not np.array_equal(meta[MetaKeys.SPATIAL_SHAPE], first[MetaKeys.SPATIAL_SHAPE]):
+        for scan in scans[1:]:
+            if not same_grid(scan.image, scans[0].image):
                 raise GeometryError(scan.path, "cannot be stacked as a channel: its grid differs from the first's")
         if len(arrays) == 1:
             return arrays[0], first
@@ -139,8 +139,4 @@ def _meta(scan: Scan) -> dict[str, Any]:
 def _is_supported(path: Path) -> bool:
     if path.is_dir() or image_format(path):
         return True
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
+    return is_dicom_file(path)

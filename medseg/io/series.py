@@ -47,7 +47,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 
-from medseg.errors import InputError
+from medseg.errors import InputError, printable
+from medseg.io.limits import check_regular_file, special_file_kind
 
 # Single-file image formats SimpleITK reads, by (lower-case) suffix.
 IMAGE_SUFFIXES: dict[str, str] = {
@@ -317,6 +318,7 @@ _PIXEL_REPRESENTATION = 0x00280103
 _RESCALE_INTERCEPT = 0x00281052
 _RESCALE_SLOPE = 0x00281053
 _DIRECTORY_RECORDS = 0x00041220
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _LAST_GROUP_READ = 0x0028  # everything above (private CSA headers, RT contours, SEG frames) is skipped
 # Only these are decoded; pydicom seeks over the values of the others (when their length is defined).
 _TAGS_READ = [
@@ -334,10 +336,10 @@ def _text(ds: pydicom.Dataset, tag: int) -> str:
         return ""
     value = elem.value
     if isinstance(value, bytes):  # raw: Latin-1 never fails, and these values are ASCII or shown only
-        return value.decode("latin-1").strip(" \x00")
+        return printable(value.decode("latin-1").strip(" \x00"))
     if isinstance(value, pydicom.multival.MultiValue):
-        return "\\".join(str(v) for v in value).strip()
-    return str(value).strip()
+        return printable("\\".join(str(v) for v in value).strip())
+    return printable(str(value).strip())
 
 
 def _floats(ds: pydicom.Dataset, tag: int, count: int) -> tuple[float, ...] | None:
@@ -381,13 +383,29 @@ def _uint16(ds: pydicom.Dataset, tag: int) -> int | None:
 
 
 def _looks_like_dicom(head: bytes) -> bool | None:
-    """True: Part-10 file (``DICM`` at byte 128); False: a preamble-less raw data set (starts with group
-    0x0008 little-endian, as old ACR-NEMA-style exports do); None: not DICOM."""
+    """True: Part-10 file (``DICM`` at byte 128); False: a file without the 128-byte preamble and ``DICM``, which
+    starts with its file meta group (0x0002) or with a raw data set (group 0x0008, as old ACR-NEMA-style exports
+    do), both little-endian; None: not DICOM."""
     if head[128:132] == b"DICM":
         return True
-    if head[:2] == b"\x08\x00" and len(head) >= 8:
+    if head[:2] in (b"\x08\x00", b"\x02\x00") and len(head) >= 8:
         return False
     return None
+
+
+def is_dicom_file(path: str | os.PathLike[str]) -> bool:
+    """The one DICOM sniffer: whether ``path`` is a regular file that starts like DICOM, with the Part-10
+    preamble and ``DICM`` or without them (see :func:`_looks_like_dicom`). Reads 132 bytes; never opens a FIFO,
+    socket or device (which could block forever); ``False`` for what cannot be read. :func:`read_instance` decides
+    whether the header really parses."""
+    if special_file_kind(path) is not None:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return _looks_like_dicom(head) is not None
 
 
 def _stop_after_last_group(tag: BaseTag, vr: str | None, length: int) -> bool:
@@ -401,6 +419,7 @@ def read_instance(path: Path) -> DicomInstance | None:
     Raises:
         InputError: the file carries a DICOM signature but cannot be parsed, or cannot be opened.
     """
+    check_regular_file(path)
     try:
         with open(path, "rb") as handle:
             head = handle.read(_HEAD_BYTES)
@@ -476,6 +495,7 @@ def _instance_from_header(
             )
     slope = _float(ds, _RESCALE_SLOPE)
     intercept = _float(ds, _RESCALE_INTERCEPT)
+    problem = problem or _rescale_problem(ds, slope, intercept, pixel_format)
     return DicomInstance(
         path=path,
         series_uid=_text(ds, _SERIES_UID),
@@ -500,6 +520,28 @@ def _instance_from_header(
         pixel_format=pixel_format,
         problem=problem,
     )
+
+
+def _rescale_problem(
+    ds: pydicom.Dataset, slope: float | None, intercept: float | None, pixel_format: PixelFormat | None
+) -> str | None:
+    """Why RescaleSlope/RescaleIntercept make the file unusable: present but not a finite number (never silently
+    taken as 1 and 0), a zero slope (every voxel the same), or HU beyond float32's range."""
+    rescale = ((_RESCALE_SLOPE, "RescaleSlope", slope), (_RESCALE_INTERCEPT, "RescaleIntercept", intercept))
+    for tag, name, value in rescale:
+        text = _text(ds, tag)
+        if text and value is None:
+            return f"{name} {text[:40]!r} is not a finite number"
+    if slope == 0.0:
+        return "RescaleSlope is 0: every voxel would have the same value"
+    bits = pixel_format.bits_stored if pixel_format is not None and 0 < pixel_format.bits_stored <= 32 else 16
+    largest = abs(slope or 1.0) * float(2**bits) + abs(intercept or 0.0)
+    if largest > _FLOAT32_MAX:
+        return (
+            f"RescaleSlope {slope:.3g} and RescaleIntercept {intercept or 0.0:.3g} give values up to {largest:.3g}, "
+            f"beyond float32's range ({_FLOAT32_MAX:.3g})"
+        )
+    return None
 
 
 def _pixel_format(ds: pydicom.Dataset) -> PixelFormat | None:
@@ -566,6 +608,9 @@ def find_series(path: str | os.PathLike[str]) -> Discovery:
     ignored: list[Path] = []
     for file in files:
         lower = file.name.lower()
+        if file is not root and special_file_kind(file) is not None:
+            ignored.append(file)  # a FIFO, socket or device: opening it could block forever
+            continue
         if image_format(file):
             image_files.append(file)
             continue
@@ -590,6 +635,8 @@ def find_series(path: str | os.PathLike[str]) -> Discovery:
 def _skip_reason(series: SeriesInfo) -> str | None:
     """Why this series cannot be the CT volume to read, or ``None`` if it can."""
     first = series.first
+    if not first.modality and not first.sop_class_uid and not first.series_uid:
+        return "not a DICOM image: no Modality, SOPClassUID or SeriesInstanceUID (a damaged or non-DICOM file)"
     modality = first.modality or "(none)"
     if modality != "CT":
         return f"modality {modality} is {_MODALITY_NAMES.get(modality, 'not CT')}"
@@ -608,11 +655,28 @@ def _skip_reason(series: SeriesInfo) -> str | None:
         return "no pixel data (no Rows/Columns)"
     if any(i.position is None or i.orientation is None or i.pixel_spacing is None for i in series.instances):
         return "no image geometry (ImagePositionPatient, ImageOrientationPatient or PixelSpacing missing)"
+    degenerate = next((i for i in series.instances if _degenerate_orientation(i.orientation)), None)
+    if degenerate is not None:
+        cosines = ", ".join(f"{v:.4g}" for v in degenerate.orientation or ())
+        return (
+            f"degenerate ImageOrientationPatient ({cosines}) in {degenerate.path.name}: the row and column "
+            "directions must be perpendicular unit vectors"
+        )
     if sop_classes - {_CT_IMAGE_SOP_CLASS, ""}:
         return f"SOP class {sorted(sop_classes - {_CT_IMAGE_SOP_CLASS, ''})[0]} is not CT Image Storage"
     if series.n_slices < 2:
         return "single slice: a CT volume needs at least 2 slices"
     return None
+
+
+def _degenerate_orientation(orientation: Sequence[float] | None) -> bool:
+    """Row and column cosines that are not perpendicular unit vectors (to 1e-2: writers round to 5-6 decimals)."""
+    if orientation is None:
+        return False
+    row, column = np.asarray(orientation[:3], dtype=float), np.asarray(orientation[3:], dtype=float)
+    return bool(
+        abs(np.linalg.norm(row) - 1) > 1e-2 or abs(np.linalg.norm(column) - 1) > 1e-2 or abs(row @ column) > 1e-2
+    )
 
 
 def kernel_sharpness(kernel: str) -> int:
