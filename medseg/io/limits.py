@@ -282,14 +282,12 @@ def check_nifti_sizes(path: Path, nifti: nib.Nifti1Image, limits: Limits | None 
     check_header_size(path, offset, lim)
     shape = tuple(int(s) for s in nifti.shape)
     dtype = nifti.get_data_dtype()
-    check_voxels(path, shape, max(dtype.itemsize, 4), lim)
     declared = math.prod(shape) * dtype.itemsize
     compressed = path.name.lower().endswith(".gz")
     file_size = path.stat().st_size
-    if compressed:
-        check_declared_data(path, declared, file_size, compressed=True)
-    else:
-        check_declared_data(path, declared, file_size - offset, compressed=False)
+    # A header claiming more than the file holds is corrupt or hostile, whatever the limits.
+    check_declared_data(path, declared, file_size if compressed else file_size - offset, compressed=compressed)
+    check_voxels(path, shape, max(dtype.itemsize, 4), lim)
 
 
 def _read_text_header(path: Path, limits: Limits, *, attached: bool) -> tuple[str, int]:

@@ -35,6 +35,7 @@ import os
 import re
 import unicodedata
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,7 @@ _ENHANCED_CT_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10
 _SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 # Transfer syntaxes whose pixel data length is known from the header (so truncation is detectable early).
+_DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
 _UNCOMPRESSED_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
 _LOCALIZER_TYPES = frozenset({"LOCALIZER", "SCOUT", "TOPOGRAM"})
 _REPORT_TYPES = frozenset({"SCREEN SAVE", "CSA REPORT", "DOSE INFO", "DOSE_INFO", "CSAPARALLEL"})
@@ -330,16 +332,26 @@ _TAGS_READ = [
 
 
 def _text(ds: pydicom.Dataset, tag: int) -> str:
-    """A string-valued element as text (multi-values joined by backslash), "" when absent."""
+    """A string-valued element as text (multi-values joined by backslash), "" when absent; control characters
+    escaped (:func:`~medseg.errors.printable`): tag values reach terminals and reports."""
+    return printable(_plain_text(ds, tag))
+
+
+def _upper_text(ds: pydicom.Dataset, tag: int) -> str:
+    """:func:`_text` in capitals (code strings), escapes left as written."""
+    return printable(_plain_text(ds, tag).upper())
+
+
+def _plain_text(ds: pydicom.Dataset, tag: int) -> str:
     elem = ds.get_item(tag)
     if elem is None or elem.value is None:
         return ""
     value = elem.value
     if isinstance(value, bytes):  # raw: Latin-1 never fails, and these values are ASCII or shown only
-        return printable(value.decode("latin-1").strip(" \x00"))
+        return value.decode("latin-1").strip(" \x00")
     if isinstance(value, pydicom.multival.MultiValue):
-        return printable("\\".join(str(v) for v in value).strip())
-    return printable(str(value).strip())
+        return "\\".join(str(v) for v in value).strip()
+    return str(value).strip()
 
 
 def _floats(ds: pydicom.Dataset, tag: int, count: int) -> tuple[float, ...] | None:
@@ -441,13 +453,14 @@ def read_instance(path: Path) -> DicomInstance | None:
             sop_class = _text(ds, _SOP_CLASS_UID) or str(file_meta.get("MediaStorageSOPClassUID", ""))
             if sop_class == _DICOMDIR_SOP_CLASS or ds.get_item(_DIRECTORY_RECORDS) is not None:
                 return None  # a DICOMDIR indexes files; it is not one
-            if stop_offset >= size:
+            transfer_syntax = str(file_meta.get("TransferSyntaxUID", "")) or "1.2.840.10008.1.2"
+            # A deflated data set is parsed from its inflated copy: offsets into the file say nothing there.
+            if stop_offset >= size and transfer_syntax != _DEFLATED_SYNTAX:
                 # Every DICOM object but a DICOMDIR has elements above group 0028 (pixels, contours, report
                 # content); pydicom stops silently at the end of a file, so reaching it means a cut header.
                 raise InputError(path, "is truncated: the file ends inside its DICOM header")
-            transfer_syntax = str(file_meta.get("TransferSyntaxUID", "")) or "1.2.840.10008.1.2"
             return _instance_from_header(path, ds, sop_class, transfer_syntax, size - stop_offset)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, zlib.error) as err:
         if not part10:
             return None  # a non-DICOM file that happened to start with 08 00
         raise InputError(path, f"has a DICOM signature but its header cannot be parsed ({err})") from err
@@ -462,8 +475,8 @@ def _parse_header(path: Path, head: bytes, size: int, *, force: bool) -> tuple[p
             ds = read_partial(stream, stop_when=_stop_after_last_group, force=force, specific_tags=_TAGS_READ)
             if stream.tell() < len(head):  # stopped at an element above group 0028, inside the head
                 return ds, stream.tell()
-        except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass  # an element cut by the end of the head: parse the file
+        except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, zlib.error):
+            pass  # an element (or a deflated stream) cut by the end of the head: parse the file
         with open(path, "rb") as handle:
             ds = read_partial(handle, stop_when=_stop_after_last_group, force=force, specific_tags=_TAGS_READ)
             return ds, handle.tell()
@@ -477,7 +490,7 @@ def _instance_from_header(
 ) -> DicomInstance:
     rows, columns = _uint16(ds, _ROWS), _uint16(ds, _COLUMNS)
     frames = _int_string(ds, _NUMBER_OF_FRAMES) or 1
-    image_type = tuple(v.strip().upper() for v in _text(ds, _IMAGE_TYPE).split("\\") if v.strip())
+    image_type = tuple(v.strip() for v in _upper_text(ds, _IMAGE_TYPE).split("\\") if v.strip())
     pixel_format = _pixel_format(ds)
     problem = None
     if rows and columns and transfer_syntax in _UNCOMPRESSED_SYNTAXES:
@@ -501,7 +514,7 @@ def _instance_from_header(
         series_uid=_text(ds, _SERIES_UID),
         study_uid=_text(ds, _STUDY_UID),
         frame_of_reference_uid=_text(ds, _FRAME_OF_REFERENCE_UID),
-        modality=_text(ds, _MODALITY).upper(),
+        modality=_upper_text(ds, _MODALITY),
         sop_class_uid=sop_class,
         image_type=image_type,
         series_number=_int_string(ds, _SERIES_NUMBER),
