@@ -22,6 +22,7 @@ this reader can show the one-line error that names the file.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,9 @@ import SimpleITK as sitk
 from monai.data import ImageReader
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
-from medseg.errors import GeometryError, MedsegError
+from medseg.errors import GeometryError, InputError, MedsegError
 from medseg.io.geometry import same_grid
+from medseg.io.limits import reason
 from medseg.io.readers import Scan, read_scan
 from medseg.io.series import image_format, is_dicom_file
 
@@ -96,9 +98,15 @@ class MedsegReader(ImageReader):
         return np.stack(arrays, axis=0), first
 
 
-def unwrap_medseg_error(exc: BaseException) -> BaseException:
+_TRANSFORM_WRAPPER = re.compile(r"applying transform <(?:\S*\.)?(\w+) object")
+
+
+def unwrap_medseg_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> BaseException:
     """The first :class:`MedsegError` in ``exc``'s chain (``exc`` itself, then its ``__cause__`` or
-    ``__context__``, and so on), else ``exc`` itself.
+    ``__context__``, and so on), else, when ``path`` is given and ``exc`` is MONAI's ``RuntimeError("applying
+    transform <...Spacingd object at 0x...>")`` around another error, an :class:`InputError` naming ``path``, the
+    transform and the innermost cause (``Spacingd failed: MemoryError: Unable to allocate 30.0 GiB...``), else
+    ``exc`` itself.
 
     Use it where a transform chain that may hold :class:`MedsegReader` runs::
 
@@ -117,7 +125,28 @@ def unwrap_medseg_error(exc: BaseException) -> BaseException:
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return exc
+    if path is None:
+        return exc
+    return _transform_failure(exc, path) or exc
+
+
+def _transform_failure(exc: BaseException, path: str | os.PathLike[str]) -> InputError | None:
+    """An :class:`InputError` for MONAI's "applying transform" wrapper chain: the innermost transform's name and
+    the innermost cause (the wrappers nest, one per Compose level)."""
+    names: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    innermost: BaseException = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        match = _TRANSFORM_WRAPPER.search(str(current))
+        if match:
+            names.append(match.group(1))
+        innermost = current
+        current = current.__cause__ or current.__context__
+    if not names or innermost is exc:
+        return None
+    return InputError(path, f"{names[-1]} failed: {type(innermost).__name__}: {reason(innermost)}")
 
 
 def _meta(scan: Scan) -> dict[str, Any]:

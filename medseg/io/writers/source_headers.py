@@ -56,8 +56,8 @@ def with_type2_attributes(source: Dataset) -> Dataset:
     for keyword in missing:
         setattr(copy, keyword, "")
     for keyword in several:
-        element = source.data_element(keyword)
-        assert element is not None
+        names = source.data_element(keyword)
+        assert names is not None
         # A new element: the copy shares the source's element objects, which must not change.
-        copy[element.tag] = DataElement(element.tag, element.VR, element.value[0])
+        copy[names.tag] = DataElement(names.tag, "PN", names.value[0])
     return copy
