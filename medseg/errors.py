@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from os import PathLike
+
+# C0 and C1 control characters (ESC starts terminal escape sequences), DEL, and Unicode line/paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``, ``\\n``): tag values and file names are
+    untrusted, and an escape sequence must never reach the user's terminal, nor a newline split a one-line error."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class MedsegError(Exception):
@@ -16,7 +26,8 @@ class MedsegError(Exception):
     def __init__(self, path: str | PathLike[str] | None, problem: str) -> None:
         self.path = None if path is None else str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+        message = f"{self.path}: {problem}" if self.path else problem
+        super().__init__(printable(message))
 
     def __reduce__(self) -> tuple[type[MedsegError], tuple[str | None, str]]:
         # Keeps the error intact when it crosses a process boundary (DataLoader workers, torchrun ranks).

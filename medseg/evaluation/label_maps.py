@@ -9,6 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from medseg.errors import InputError
+from medseg.io.geometry import Grid, grid_differences
 
 GRID_TOLERANCE = 1e-4  # mm for spacing and origin, unitless for direction cosines
 
@@ -82,6 +83,10 @@ def _fmt(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
 
 
+def _grid(label_map: LabelMap) -> Grid:
+    return Grid(label_map.size, tuple(reversed(label_map.spacing)), label_map.origin, label_map.direction)
+
+
 def check_same_grid(pred: LabelMap, ref: LabelMap, tolerance: float = GRID_TOLERANCE) -> None:
     """Raise unless ``pred`` and ``ref`` lie on the same voxel grid in physical space.
 
@@ -91,20 +96,7 @@ def check_same_grid(pred: LabelMap, ref: LabelMap, tolerance: float = GRID_TOLER
     Raises:
         InputError: naming the prediction file, the reference file and every property that differs.
     """
-    problems: list[str] = []
-    if pred.size != ref.size:
-        problems.append(f"size {pred.size} vs {ref.size}")
-    for name, pred_value, ref_value in (
-        ("spacing", tuple(reversed(pred.spacing)), tuple(reversed(ref.spacing))),
-        ("origin", pred.origin, ref.origin),
-        ("direction", pred.direction, ref.direction),
-    ):
-        if len(pred_value) != len(ref_value):
-            continue  # dimensionality already differs in size
-        difference = float(np.max(np.abs(np.subtract(pred_value, ref_value))))
-        if difference > tolerance:
-            unit = "" if name == "direction" else " mm"
-            problems.append(f"{name} {_fmt(pred_value)} vs {_fmt(ref_value)} (max difference {difference:.3g}{unit})")
+    problems = grid_differences(_grid(pred), _grid(ref), tolerance_mm=tolerance, direction_tolerance=tolerance)
     if problems:
         raise InputError(
             pred.path,

@@ -21,9 +21,7 @@ from pathlib import Path
 
 from medseg.errors import InputError
 from medseg.io.series import IMAGE_SUFFIXES, image_format, safe_name
-
-# Bytes 128..131 of a Part-10 DICOM file; preamble-less files start with group 0x0008 (little endian).
-_DICOM_MAGIC = b"DICM"
+from medseg.io.series import is_dicom_file as _is_dicom_file
 
 
 @dataclass(frozen=True)
@@ -37,15 +35,6 @@ class Case:
 
     case_id: str
     path: Path
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
-    return head[128:132] == _DICOM_MAGIC or (len(head) >= 8 and head[:2] == b"\x08\x00")
 
 
 def _visible(entries: list[Path]) -> list[Path]:

@@ -310,7 +310,7 @@ class Segmenter:
         except Exception as err:
             # MONAI's Compose wraps a transform's exception in "applying transform ...": hand on the reader's
             # MedsegError (file and problem named) rather than the wrapper.
-            unwrapped = unwrap_medseg_error(err)
+            unwrapped = unwrap_medseg_error(err, path)  # the file and the cause, not MONAI's wrapper
             if unwrapped is err:
                 raise
             raise unwrapped from err

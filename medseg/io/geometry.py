@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
@@ -501,3 +502,74 @@ def set_ras_affine(image: sitk.Image, affine: np.ndarray) -> None:
 def orientation_code(affine: np.ndarray) -> str:
     """nibabel's axis code of a RAS affine, e.g. ``"LPS"`` for a DICOM-ordered volume, ``"RAS"`` for canonical."""
     return "".join(str(c) for c in nib.orientations.aff2axcodes(affine))
+
+
+# The one grid-equality rule: sizes equal; spacing and origin within this many mm; direction cosines within
+# GRID_DIRECTION_TOLERANCE.
+GRID_TOLERANCE_MM = 1e-4
+GRID_DIRECTION_TOLERANCE = 1e-4
+
+
+def _parenthesised(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+
+
+class Grid(NamedTuple):
+    """A voxel grid in physical space, in ITK order (x, y, z): size, spacing (mm), origin (mm, LPS), direction
+    (row-major 3x3 or 2x2)."""
+
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: Grid | sitk.Image | sitk.ImageFileReader) -> Grid:
+        """The grid of a SimpleITK image, or of a file reader after ``ReadImageInformation`` (no voxels read)."""
+        if isinstance(image, Grid):
+            return image
+        return cls(
+            tuple(int(s) for s in image.GetSize()),
+            tuple(float(s) for s in image.GetSpacing()),
+            tuple(float(o) for o in image.GetOrigin()),
+            tuple(float(d) for d in image.GetDirection()),
+        )
+
+
+GridLike = Grid | sitk.Image | sitk.ImageFileReader
+
+
+def grid_differences(
+    first: GridLike,
+    second: GridLike,
+    *,
+    tolerance_mm: float = GRID_TOLERANCE_MM,
+    direction_tolerance: float = GRID_DIRECTION_TOLERANCE,
+) -> list[str]:
+    """What differs between two grids, one phrase each (``"spacing (1, 1, 3.001) vs (1, 1, 3) (max difference
+    0.001 mm)"``); empty when they are the same grid. The size must match exactly."""
+    a, b = Grid.of(first), Grid.of(second)
+    problems: list[str] = []
+    if a.size != b.size:
+        problems.append(f"size {a.size} vs {b.size}")
+    for name, tolerance in (("spacing", tolerance_mm), ("origin", tolerance_mm), ("direction", direction_tolerance)):
+        value_a, value_b = getattr(a, name), getattr(b, name)
+        if len(value_a) != len(value_b):
+            continue  # dimensionality already differs in size
+        difference = float(np.max(np.abs(np.subtract(value_a, value_b)))) if value_a else 0.0
+        if not difference <= tolerance:  # NaN differs
+            unit = "" if name == "direction" else " mm"
+            shown = f"{_parenthesised(value_a)} vs {_parenthesised(value_b)}"
+            problems.append(f"{name} {shown} (max difference {difference:.3g}{unit})")
+    return problems
+
+
+def same_grid(
+    first: GridLike,
+    second: GridLike,
+    *,
+    tolerance_mm: float = GRID_TOLERANCE_MM,
+    direction_tolerance: float = GRID_DIRECTION_TOLERANCE,
+) -> bool:
+    """Whether two images (or readers, or :class:`Grid`) lie on the same voxel grid (see :func:`grid_differences`)."""
+    return not grid_differences(first, second, tolerance_mm=tolerance_mm, direction_tolerance=direction_tolerance)

@@ -22,6 +22,7 @@ this reader can show the one-line error that names the file.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,11 @@ import SimpleITK as sitk
 from monai.data import ImageReader
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
-from medseg.errors import GeometryError, MedsegError
+from medseg.errors import GeometryError, InputError, MedsegError
+from medseg.io.geometry import same_grid
+from medseg.io.limits import reason
 from medseg.io.readers import Scan, read_scan
-from medseg.io.series import image_format
+from medseg.io.series import image_format, is_dicom_file
 
 SERIES_UID_KEY = "medseg_series_uid"
 SOURCE_FORMAT_KEY = "medseg_source_format"
@@ -86,9 +89,8 @@ class MedsegReader(ImageReader):
         arrays = [sitk.GetArrayFromImage(scan.image).T for scan in scans]
         metas = [_meta(scan) for scan in scans]
         first = metas[0]
-        for scan, meta in zip(scans[1:], metas[1:], strict=True):
-            same_grid = np.allclose(meta[MetaKeys.AFFINE], first[MetaKeys.AFFINE], atol=1e-4)
-            if not same_grid or not np.array_equal(meta[MetaKeys.SPATIAL_SHAPE], first[MetaKeys.SPATIAL_SHAPE]):
+        for scan in scans[1:]:
+            if not same_grid(scan.image, scans[0].image):
                 raise GeometryError(scan.path, "cannot be stacked as a channel: its grid differs from the first's")
         if len(arrays) == 1:
             return arrays[0], first
@@ -96,9 +98,15 @@ class MedsegReader(ImageReader):
         return np.stack(arrays, axis=0), first
 
 
-def unwrap_medseg_error(exc: BaseException) -> BaseException:
+_TRANSFORM_WRAPPER = re.compile(r"applying transform <(?:\S*\.)?(\w+) object")
+
+
+def unwrap_medseg_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> BaseException:
     """The first :class:`MedsegError` in ``exc``'s chain (``exc`` itself, then its ``__cause__`` or
-    ``__context__``, and so on), else ``exc`` itself.
+    ``__context__``, and so on), else, when ``path`` is given and ``exc`` is MONAI's ``RuntimeError("applying
+    transform <...Spacingd object at 0x...>")`` around another error, an :class:`InputError` naming ``path``, the
+    transform and the innermost cause (``Spacingd failed: MemoryError: Unable to allocate 30.0 GiB...``), else
+    ``exc`` itself.
 
     Use it where a transform chain that may hold :class:`MedsegReader` runs::
 
@@ -117,7 +125,28 @@ def unwrap_medseg_error(exc: BaseException) -> BaseException:
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return exc
+    if path is None:
+        return exc
+    return _transform_failure(exc, path) or exc
+
+
+def _transform_failure(exc: BaseException, path: str | os.PathLike[str]) -> InputError | None:
+    """An :class:`InputError` for MONAI's "applying transform" wrapper chain: the innermost transform's name and
+    the innermost cause (the wrappers nest, one per Compose level)."""
+    names: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    innermost: BaseException = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        match = _TRANSFORM_WRAPPER.search(str(current))
+        if match:
+            names.append(match.group(1))
+        innermost = current
+        current = current.__cause__ or current.__context__
+    if not names or innermost is exc:
+        return None
+    return InputError(path, f"{names[-1]} failed: {type(innermost).__name__}: {reason(innermost)}")
 
 
 def _meta(scan: Scan) -> dict[str, Any]:
@@ -139,8 +168,4 @@ def _meta(scan: Scan) -> dict[str, Any]:
 def _is_supported(path: Path) -> bool:
     if path.is_dir() or image_format(path):
         return True
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
+    return is_dicom_file(path)

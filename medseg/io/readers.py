@@ -43,6 +43,16 @@ from medseg.io.geometry import (
     resample_stack,
     set_ras_affine,
 )
+from medseg.io.limits import (
+    check_image_information,
+    check_metaimage_header,
+    check_nifti_sizes,
+    check_nrrd_header,
+    check_regular_file,
+    check_spacing,
+    check_voxels,
+    reason,
+)
 from medseg.io.series import (
     DicomInstance,
     SeriesInfo,
@@ -61,6 +71,7 @@ _MEDIAN_ABOVE_HU = 1500.0
 # tag and length (implicit VR), or tag, "OW"/"OB", two reserved bytes and length (explicit VR).
 _NATIVE_PIXEL_HEADER_BYTES = {"1.2.840.10008.1.2": 8, "1.2.840.10008.1.2.1": 12}
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little-endian
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -139,6 +150,8 @@ def read_scan(path: str | os.PathLike[str], *, fix_geometry: bool = False, serie
     path = Path(path)
     if not path.exists():
         raise InputError(path, "does not exist")
+    if not path.is_dir():
+        check_regular_file(path)
     if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
         raise InputError(path, "cannot be read: permission denied")
     fmt = image_format(path) if path.is_file() else None
@@ -167,12 +180,18 @@ def _read_image_file(path: Path, fmt: str, *, fix_geometry: bool) -> Scan:
         raise InputError(path, "is an empty file (0 bytes)")
     if fmt == "nifti":
         return _read_nifti(path, fix_geometry=fix_geometry)
+    if fmt == "nrrd":
+        check_nrrd_header(path)
+    else:
+        check_metaimage_header(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.SetImageIO(_ITK_IMAGE_IOS[fmt])
     try:
         reader.ReadImageInformation()
         _check_dimensions(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+        check_image_information(path, reader.GetSize(), reader.GetSpacing(), _bytes_per_voxel(reader))
+        _check_direction(path, reader.GetDirection(), reader.GetDimension())
         image = reader.Execute()
     except RuntimeError as err:
         raise InputError(path, f"cannot be read as {fmt.upper()}: {_itk_message(err)}") from err
@@ -187,7 +206,7 @@ def _read_nifti(path: Path, *, fix_geometry: bool) -> Scan:
     try:
         nifti = nib.load(path)
     except Exception as err:  # nibabel raises many types for broken files
-        raise InputError(path, f"cannot be read as NIFTI: {err}") from err
+        raise InputError(path, f"cannot be read as NIFTI: {reason(err)}") from err
     if not isinstance(nifti, nib.Nifti1Image):  # Nifti2Image is a subclass
         raise InputError(path, f"is not a NIfTI-1/2 image (nibabel reads it as {type(nifti).__name__})")
     shape = tuple(int(s) for s in nifti.shape)
@@ -195,13 +214,22 @@ def _read_nifti(path: Path, *, fix_geometry: bool) -> Scan:
         shape = shape[:-1]
     components = 3 if nifti.get_data_dtype().names else 1  # RGB NIfTI has a structured voxel type
     _check_dimensions(path, len(shape), shape, components)
+    check_nifti_sizes(path, nifti)
+    linear = np.asarray(nifti.affine, dtype=float)[:3, :3]
+    if not np.all(np.isfinite(linear)) or abs(np.linalg.det(linear)) <= 1e-12 * max(np.abs(linear).max(), 1e-300) ** 3:
+        raise InputError(
+            path,
+            f"has a degenerate orientation: its affine's voxel axes {_fmt_rows(linear)} are not independent "
+            "(zero or parallel axes), so voxels have no place in space",
+        )
+    check_spacing(path, np.linalg.norm(linear, axis=0))
     problems = check_nifti_header(nifti.header)
     if problems:
         _refuse_unless_repairable(path, problems, fix_geometry)
     try:
         data = np.asanyarray(nifti.dataobj).reshape(shape)  # (x, y, z), rescale slope/intercept applied
     except Exception as err:  # truncated or corrupt data: gzip, zlib, EOF or size errors
-        raise InputError(path, f"cannot be read as NIFTI: {err}") from err
+        raise InputError(path, f"cannot be read as NIFTI: {reason(err)}") from err
     data = _integral_if_stored_as_integers(nifti, data)
     if not data.dtype.isnative:  # big-endian files (monai/anatomical.nii); SimpleITK takes native order only
         data = data.astype(data.dtype.newbyteorder("="))
@@ -242,6 +270,11 @@ def _read_dicom_series(series: SeriesInfo, *, fix_geometry: bool) -> Scan:
     if broken:
         raise InputError(broken[0].path, f"{broken[0].problem} ({len(broken)} broken file(s) in the series)")
     instances = instances_in_order(series.instances)
+    for instance in instances:
+        if instance.pixel_spacing is not None:
+            check_spacing(instance.path, instance.pixel_spacing)
+    first = instances[0]
+    check_voxels(series.folder, ((first.columns or 0), (first.rows or 0), len(instances)))
     stack = plan_slices(
         [i.position for i in instances],  # type: ignore[misc]
         [i.orientation for i in instances],  # type: ignore[misc]
@@ -444,6 +477,29 @@ def _check_reader_geometry(series: SeriesInfo, image: sitk.Image, stack: SliceSt
         )
 
 
+def _bytes_per_voxel(reader: sitk.ImageFileReader) -> int:
+    """Bytes of one voxel of the pixel type an image header declares."""
+    name = sitk.GetPixelIDValueAsString(reader.GetPixelID()).lower()
+    bits = next((int(b) for b in ("64", "32", "16", "8") if b in name), 32)
+    return bits // 8 * max(reader.GetNumberOfComponents(), 1)
+
+
+def _fmt_rows(matrix: np.ndarray) -> str:
+    return "[" + "; ".join(", ".join(f"{v:.4g}" for v in row) for row in matrix.T) + "]"
+
+
+def _check_direction(path: Path, direction: Sequence[float], dimension: int) -> None:
+    """Refuse a header whose direction matrix is degenerate (zero or parallel axes): ITK would fail or place the
+    voxels nowhere."""
+    matrix = np.asarray(direction, dtype=float).reshape(dimension, dimension)[:3, :3]
+    if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-6:
+        raise InputError(
+            path,
+            f"has a degenerate orientation: its direction axes {_fmt_rows(matrix)} are not independent "
+            "(zero or parallel axes)",
+        )
+
+
 def _check_dimensions(path: Path, dimension: int, size: tuple[int, ...], components: int) -> None:
     shape = "x".join(str(s) for s in size)
     if components != 1:
@@ -464,17 +520,27 @@ def _finish(scan: Scan) -> None:
     if image.GetDimension() == 4:  # a trailing time axis of length 1 (checked in _check_dimensions)
         image = image[:, :, :, 0]
     _check_dimensions(scan.path, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
-    values = sitk.GetArrayViewFromImage(image)  # (z, y, x) view, no copy
-    low, high = float(values.min()), float(values.max())  # NaN propagates through min/max
-    if not (np.isfinite(low) and np.isfinite(high)):
-        bad = int(np.count_nonzero(~np.isfinite(values)))
-        raise InputError(scan.path, f"contains {bad} NaN/infinite voxel(s) of {values.size}: not a usable CT")
     pixel_id = image.GetPixelID()
+    stored_high = None
     if pixel_id not in (sitk.sitkInt16, sitk.sitkFloat32):
+        values = sitk.GetArrayViewFromImage(image)  # (z, y, x) view, no copy
+        low, high = float(values.min()), float(values.max())  # NaN propagates through min/max
+        stored_high = max(abs(low), abs(high))
         integral = pixel_id in (sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt32, sitk.sitkUInt32)
         integral = integral or pixel_id in (sitk.sitkInt64, sitk.sitkUInt64)
         fits = integral and low >= -32768 and high <= 32767
         image = sitk.Cast(image, sitk.sitkInt16 if fits else sitk.sitkFloat32)
+    # Checked in the working type: float64 values beyond float32's range (~3.4e38) become infinite in the cast.
+    values = sitk.GetArrayViewFromImage(image)
+    low, high = float(values.min()), float(values.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        beyond = (
+            f" (stored values up to {stored_high:.3g}, beyond float32's range of {_FLOAT32_MAX:.3g})"
+            if stored_high is not None and math.isfinite(stored_high)
+            else ""
+        )
+        raise InputError(scan.path, f"contains {bad} NaN/infinite voxel(s) of {values.size}{beyond}: not a usable CT")
     scan.image = image
     median = float(np.median(sitk.GetArrayViewFromImage(image)[::4, ::4, ::4]))
     if low > _AIR_BELOW_HU or median > _MEDIAN_ABOVE_HU:

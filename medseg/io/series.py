@@ -35,6 +35,7 @@ import os
 import re
 import unicodedata
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 
-from medseg.errors import InputError
+from medseg.errors import InputError, printable
+from medseg.io.limits import check_regular_file, special_file_kind
 
 # Single-file image formats SimpleITK reads, by (lower-case) suffix.
 IMAGE_SUFFIXES: dict[str, str] = {
@@ -72,6 +74,7 @@ _ENHANCED_CT_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10
 _SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 # Transfer syntaxes whose pixel data length is known from the header (so truncation is detectable early).
+_DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
 _UNCOMPRESSED_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
 _LOCALIZER_TYPES = frozenset({"LOCALIZER", "SCOUT", "TOPOGRAM"})
 _REPORT_TYPES = frozenset({"SCREEN SAVE", "CSA REPORT", "DOSE INFO", "DOSE_INFO", "CSAPARALLEL"})
@@ -317,6 +320,7 @@ _PIXEL_REPRESENTATION = 0x00280103
 _RESCALE_INTERCEPT = 0x00281052
 _RESCALE_SLOPE = 0x00281053
 _DIRECTORY_RECORDS = 0x00041220
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _LAST_GROUP_READ = 0x0028  # everything above (private CSA headers, RT contours, SEG frames) is skipped
 # Only these are decoded; pydicom seeks over the values of the others (when their length is defined).
 _TAGS_READ = [
@@ -328,7 +332,17 @@ _TAGS_READ = [
 
 
 def _text(ds: pydicom.Dataset, tag: int) -> str:
-    """A string-valued element as text (multi-values joined by backslash), "" when absent."""
+    """A string-valued element as text (multi-values joined by backslash), "" when absent; control characters
+    escaped (:func:`~medseg.errors.printable`): tag values reach terminals and reports."""
+    return printable(_plain_text(ds, tag))
+
+
+def _upper_text(ds: pydicom.Dataset, tag: int) -> str:
+    """:func:`_text` in capitals (code strings), escapes left as written."""
+    return printable(_plain_text(ds, tag).upper())
+
+
+def _plain_text(ds: pydicom.Dataset, tag: int) -> str:
     elem = ds.get_item(tag)
     if elem is None or elem.value is None:
         return ""
@@ -381,13 +395,29 @@ def _uint16(ds: pydicom.Dataset, tag: int) -> int | None:
 
 
 def _looks_like_dicom(head: bytes) -> bool | None:
-    """True: Part-10 file (``DICM`` at byte 128); False: a preamble-less raw data set (starts with group
-    0x0008 little-endian, as old ACR-NEMA-style exports do); None: not DICOM."""
+    """True: Part-10 file (``DICM`` at byte 128); False: a file without the 128-byte preamble and ``DICM``, which
+    starts with its file meta group (0x0002) or with a raw data set (group 0x0008, as old ACR-NEMA-style exports
+    do), both little-endian; None: not DICOM."""
     if head[128:132] == b"DICM":
         return True
-    if head[:2] == b"\x08\x00" and len(head) >= 8:
+    if head[:2] in (b"\x08\x00", b"\x02\x00") and len(head) >= 8:
         return False
     return None
+
+
+def is_dicom_file(path: str | os.PathLike[str]) -> bool:
+    """The one DICOM sniffer: whether ``path`` is a regular file that starts like DICOM, with the Part-10
+    preamble and ``DICM`` or without them (see :func:`_looks_like_dicom`). Reads 132 bytes; never opens a FIFO,
+    socket or device (which could block forever); ``False`` for what cannot be read. :func:`read_instance` decides
+    whether the header really parses."""
+    if special_file_kind(path) is not None:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return _looks_like_dicom(head) is not None
 
 
 def _stop_after_last_group(tag: BaseTag, vr: str | None, length: int) -> bool:
@@ -401,6 +431,7 @@ def read_instance(path: Path) -> DicomInstance | None:
     Raises:
         InputError: the file carries a DICOM signature but cannot be parsed, or cannot be opened.
     """
+    check_regular_file(path)
     try:
         with open(path, "rb") as handle:
             head = handle.read(_HEAD_BYTES)
@@ -422,13 +453,14 @@ def read_instance(path: Path) -> DicomInstance | None:
             sop_class = _text(ds, _SOP_CLASS_UID) or str(file_meta.get("MediaStorageSOPClassUID", ""))
             if sop_class == _DICOMDIR_SOP_CLASS or ds.get_item(_DIRECTORY_RECORDS) is not None:
                 return None  # a DICOMDIR indexes files; it is not one
-            if stop_offset >= size:
+            transfer_syntax = str(file_meta.get("TransferSyntaxUID", "")) or "1.2.840.10008.1.2"
+            # A deflated data set is parsed from its inflated copy: offsets into the file say nothing there.
+            if stop_offset >= size and transfer_syntax != _DEFLATED_SYNTAX:
                 # Every DICOM object but a DICOMDIR has elements above group 0028 (pixels, contours, report
                 # content); pydicom stops silently at the end of a file, so reaching it means a cut header.
                 raise InputError(path, "is truncated: the file ends inside its DICOM header")
-            transfer_syntax = str(file_meta.get("TransferSyntaxUID", "")) or "1.2.840.10008.1.2"
             return _instance_from_header(path, ds, sop_class, transfer_syntax, size - stop_offset)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, zlib.error) as err:
         if not part10:
             return None  # a non-DICOM file that happened to start with 08 00
         raise InputError(path, f"has a DICOM signature but its header cannot be parsed ({err})") from err
@@ -443,8 +475,8 @@ def _parse_header(path: Path, head: bytes, size: int, *, force: bool) -> tuple[p
             ds = read_partial(stream, stop_when=_stop_after_last_group, force=force, specific_tags=_TAGS_READ)
             if stream.tell() < len(head):  # stopped at an element above group 0028, inside the head
                 return ds, stream.tell()
-        except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass  # an element cut by the end of the head: parse the file
+        except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, zlib.error):
+            pass  # an element (or a deflated stream) cut by the end of the head: parse the file
         with open(path, "rb") as handle:
             ds = read_partial(handle, stop_when=_stop_after_last_group, force=force, specific_tags=_TAGS_READ)
             return ds, handle.tell()
@@ -458,7 +490,7 @@ def _instance_from_header(
 ) -> DicomInstance:
     rows, columns = _uint16(ds, _ROWS), _uint16(ds, _COLUMNS)
     frames = _int_string(ds, _NUMBER_OF_FRAMES) or 1
-    image_type = tuple(v.strip().upper() for v in _text(ds, _IMAGE_TYPE).split("\\") if v.strip())
+    image_type = tuple(v.strip() for v in _upper_text(ds, _IMAGE_TYPE).split("\\") if v.strip())
     pixel_format = _pixel_format(ds)
     problem = None
     if rows and columns and transfer_syntax in _UNCOMPRESSED_SYNTAXES:
@@ -476,12 +508,13 @@ def _instance_from_header(
             )
     slope = _float(ds, _RESCALE_SLOPE)
     intercept = _float(ds, _RESCALE_INTERCEPT)
+    problem = problem or _rescale_problem(ds, slope, intercept, pixel_format)
     return DicomInstance(
         path=path,
         series_uid=_text(ds, _SERIES_UID),
         study_uid=_text(ds, _STUDY_UID),
         frame_of_reference_uid=_text(ds, _FRAME_OF_REFERENCE_UID),
-        modality=_text(ds, _MODALITY).upper(),
+        modality=_upper_text(ds, _MODALITY),
         sop_class_uid=sop_class,
         image_type=image_type,
         series_number=_int_string(ds, _SERIES_NUMBER),
@@ -500,6 +533,28 @@ def _instance_from_header(
         pixel_format=pixel_format,
         problem=problem,
     )
+
+
+def _rescale_problem(
+    ds: pydicom.Dataset, slope: float | None, intercept: float | None, pixel_format: PixelFormat | None
+) -> str | None:
+    """Why RescaleSlope/RescaleIntercept make the file unusable: present but not a finite number (never silently
+    taken as 1 and 0), a zero slope (every voxel the same), or HU beyond float32's range."""
+    rescale = ((_RESCALE_SLOPE, "RescaleSlope", slope), (_RESCALE_INTERCEPT, "RescaleIntercept", intercept))
+    for tag, name, value in rescale:
+        text = _text(ds, tag)
+        if text and value is None:
+            return f"{name} {text[:40]!r} is not a finite number"
+    if slope == 0.0:
+        return "RescaleSlope is 0: every voxel would have the same value"
+    bits = pixel_format.bits_stored if pixel_format is not None and 0 < pixel_format.bits_stored <= 32 else 16
+    largest = abs(slope or 1.0) * float(2**bits) + abs(intercept or 0.0)
+    if largest > _FLOAT32_MAX:
+        return (
+            f"RescaleSlope {slope:.3g} and RescaleIntercept {intercept or 0.0:.3g} give values up to {largest:.3g}, "
+            f"beyond float32's range ({_FLOAT32_MAX:.3g})"
+        )
+    return None
 
 
 def _pixel_format(ds: pydicom.Dataset) -> PixelFormat | None:
@@ -566,6 +621,9 @@ def find_series(path: str | os.PathLike[str]) -> Discovery:
     ignored: list[Path] = []
     for file in files:
         lower = file.name.lower()
+        if file is not root and special_file_kind(file) is not None:
+            ignored.append(file)  # a FIFO, socket or device: opening it could block forever
+            continue
         if image_format(file):
             image_files.append(file)
             continue
@@ -590,6 +648,8 @@ def find_series(path: str | os.PathLike[str]) -> Discovery:
 def _skip_reason(series: SeriesInfo) -> str | None:
     """Why this series cannot be the CT volume to read, or ``None`` if it can."""
     first = series.first
+    if not first.modality and not first.sop_class_uid and not first.series_uid:
+        return "not a DICOM image: no Modality, SOPClassUID or SeriesInstanceUID (a damaged or non-DICOM file)"
     modality = first.modality or "(none)"
     if modality != "CT":
         return f"modality {modality} is {_MODALITY_NAMES.get(modality, 'not CT')}"
@@ -608,11 +668,28 @@ def _skip_reason(series: SeriesInfo) -> str | None:
         return "no pixel data (no Rows/Columns)"
     if any(i.position is None or i.orientation is None or i.pixel_spacing is None for i in series.instances):
         return "no image geometry (ImagePositionPatient, ImageOrientationPatient or PixelSpacing missing)"
+    degenerate = next((i for i in series.instances if _degenerate_orientation(i.orientation)), None)
+    if degenerate is not None:
+        cosines = ", ".join(f"{v:.4g}" for v in degenerate.orientation or ())
+        return (
+            f"degenerate ImageOrientationPatient ({cosines}) in {degenerate.path.name}: the row and column "
+            "directions must be perpendicular unit vectors"
+        )
     if sop_classes - {_CT_IMAGE_SOP_CLASS, ""}:
         return f"SOP class {sorted(sop_classes - {_CT_IMAGE_SOP_CLASS, ''})[0]} is not CT Image Storage"
     if series.n_slices < 2:
         return "single slice: a CT volume needs at least 2 slices"
     return None
+
+
+def _degenerate_orientation(orientation: Sequence[float] | None) -> bool:
+    """Row and column cosines that are not perpendicular unit vectors (to 1e-2: writers round to 5-6 decimals)."""
+    if orientation is None:
+        return False
+    row, column = np.asarray(orientation[:3], dtype=float), np.asarray(orientation[3:], dtype=float)
+    return bool(
+        abs(np.linalg.norm(row) - 1) > 1e-2 or abs(np.linalg.norm(column) - 1) > 1e-2 or abs(row @ column) > 1e-2
+    )
 
 
 def kernel_sharpness(kernel: str) -> int:

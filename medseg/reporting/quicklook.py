@@ -22,22 +22,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from medseg.io.atomic import atomic_path
+from medseg.io.geometry import same_grid
 from medseg.io.writers.labels import LabelInfo
 from medseg.reporting.volumes import image_volumes_ml
 
 SOFT_TISSUE_WINDOW = (40.0, 400.0)  # (level, width) in HU
 OVERLAY_ALPHA = 0.45
-_GEOMETRY_TOLERANCE = 1e-4
 # Panels are cropped to the body (above -500 HU: skin, not air or blankets) plus a margin, so the organs are big.
 BODY_HU = -500.0
 BOX_MARGIN_MM = 10.0
-
-
-def _same_grid(first: sitk.Image, second: sitk.Image) -> bool:
-    return first.GetSize() == second.GetSize() and all(
-        np.allclose(getter(first), getter(second), atol=_GEOMETRY_TOLERANCE)
-        for getter in (sitk.Image.GetSpacing, sitk.Image.GetOrigin, sitk.Image.GetDirection)
-    )
 
 
 def organ_centre(label_lps: np.ndarray) -> tuple[int, int, int]:
@@ -113,7 +106,7 @@ def orthogonal_views(ct: sitk.Image, labels: sitk.Image) -> list[View]:
     Raises:
         ValueError: if ``labels`` is not on ``ct``'s grid.
     """
-    if not _same_grid(ct, labels):
+    if not same_grid(ct, labels):
         raise ValueError("the label map is not on the CT's grid (size, spacing, origin or direction differ)")
     ct_lps = sitk.DICOMOrient(ct, "LPS")
     labels_lps = sitk.DICOMOrient(labels, "LPS")

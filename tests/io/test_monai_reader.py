@@ -170,3 +170,22 @@ def test_verify_suffix(tmp_path: Path) -> None:
     assert reader.verify_suffix(tmp_path / "s") and reader.verify_suffix(paths[0])
     assert reader.verify_suffix("scan.nii.gz") and reader.verify_suffix(["a.nrrd", "b.mha"])
     assert not reader.verify_suffix(tmp_path / "notes.txt")
+
+
+def test_a_transform_failure_names_the_file_the_transform_and_the_cause(tmp_path: Path) -> None:
+    """Not "applying transform <...Spacingd object at 0x...>": the file, which transform, and why."""
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(ramp_volume((4, 5, 6)).astype(np.float32), np.eye(4)), path)
+
+    class Exhausting(Spacingd):
+        def __call__(self, data, lazy=None):  # type: ignore[no-untyped-def, override]
+            raise MemoryError("Unable to allocate 30.0 GiB for an array with shape (2000, 2000, 2000)")
+
+    chain = Compose([LoadImaged(keys="image", reader=MedsegReader), Exhausting(keys="image", pixdim=(1, 1, 1))])
+    with pytest.raises(RuntimeError, match="applying transform") as caught:
+        chain({"image": str(path)})
+    error = unwrap_medseg_error(caught.value, path)
+    assert isinstance(error, InputError)
+    cause = "MemoryError: Unable to allocate 30.0 GiB for an array with shape (2000, 2000, 2000)"
+    assert str(error) == f"{path}: Exhausting failed: {cause}"
+    assert unwrap_medseg_error(caught.value) is caught.value  # without a path: as before

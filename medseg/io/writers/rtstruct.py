@@ -9,6 +9,7 @@ semantics, as TPSs and ``rt-utils`` read them). Collinear vertices are dropped, 
 
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ from medseg import __version__
 from medseg.io.atomic import atomic_path
 from medseg.io.writers.geometry import check_source_references, ijk_to_lps, label_array, source_slice_indices
 from medseg.io.writers.labels import ANATOMICAL_STRUCTURE, LabelInfo, check_label_table, present_labels
-from medseg.io.writers.source_headers import TYPE2_PATIENT_STUDY
+from medseg.io.writers.source_headers import TYPE2_PATIENT_STUDY, with_type2_attributes
 
 # Retired "Detached Study Management" class: what RT Referenced Study Sequence items conventionally reference.
 DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
@@ -38,6 +39,8 @@ _COPIED = (
     "PatientBirthDate",
     "PatientSex",
     "PatientIdentityRemoved",
+    "DeidentificationMethod",  # type 1C when PatientIdentityRemoved is YES (PS3.3 C.7.1.1), as the SEG carries it
+    "DeidentificationMethodCodeSequence",
     "StudyInstanceUID",
     "StudyDate",
     "StudyTime",
@@ -176,7 +179,7 @@ def write_rtstruct(
     check_source_references(source_images)
     plane_of_source = source_slice_indices(labels, source_images)
     source_of_plane = {k: source_images[n] for n, k in enumerate(plane_of_source)}
-    first = source_images[0]
+    first = with_type2_attributes(source_images[0])  # single-valued person names
     matrix = ijk_to_lps(labels)
     now = datetime.datetime.now()
 
@@ -186,7 +189,8 @@ def write_rtstruct(
     with pydicom.config.disable_value_validation():
         for keyword in _COPIED:
             if keyword in first:
-                setattr(dataset, keyword, first.data_element(keyword).value)  # type: ignore[union-attr]
+                # deep copy: a sequence (DeidentificationMethodCodeSequence) must not be shared with the source
+                setattr(dataset, keyword, copy.deepcopy(first.data_element(keyword).value))  # type: ignore[union-attr]
             elif keyword in TYPE2_PATIENT_STUDY:
                 setattr(dataset, keyword, "")
     dataset.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: any ROI name; copied text is re-encoded on writing

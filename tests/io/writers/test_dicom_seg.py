@@ -163,3 +163,14 @@ def test_series_with_blanked_uids_is_refused(totalseg_raw: Case, tmp_path: Path)
     with pytest.raises(InputError, match="empty or missing SOPClassUID, SOPInstanceUID, StudyInstanceUID"):
         write_dicom_seg(totalseg_raw.labels, totalseg_raw.table, totalseg_raw.sources, tmp_path / "seg.dcm")
     assert not list(tmp_path.iterdir())
+
+
+def test_multi_valued_patient_name_does_not_fail_the_seg(oblique_case: Case, tmp_path: Path) -> None:
+    """highdicom refuses a PatientName with several values ("Invalid type for a person name"): the SEG gets the
+    first, and the caller's datasets keep both."""
+    sources = ct_series(oblique_case.ct)
+    for source in sources:
+        source.PatientName = ["Doe^John", "Roe^Jane"]
+    path = write_dicom_seg(oblique_case.labels, oblique_case.table, sources, tmp_path / "seg.dcm")
+    assert path is not None and str(pydicom.dcmread(path).PatientName) == "Doe^John"
+    assert sources[0].data_element("PatientName").VM == 2

@@ -144,3 +144,27 @@ def test_real_five_organs_rasterise_back(totalseg: Case, tmp_path: Path) -> None
     voxels = sitk.GetArrayViewFromImage(totalseg.labels)
     for value in names.values():
         assert dice(back == value, voxels == value) >= 0.95, totalseg.table[value].name
+
+
+@pytest.mark.data
+def test_deidentified_source_carries_its_method(sts019: Case, tmp_path: Path) -> None:
+    """PatientIdentityRemoved YES needs DeidentificationMethod (type 1C, dciodvfy); the IBSI series has both and
+    the code sequence: the RTSTRUCT carries them, as the SEG does, without sharing the source's items."""
+    source = sts019.sources[0]
+    assert source.PatientIdentityRemoved == "YES" and "DeidentificationMethodCodeSequence" in source
+    path = write_rtstruct(sts019.labels, sts019.table, sts019.sources, tmp_path / "rt.dcm")
+    written = pydicom.dcmread(path)
+    assert written.PatientIdentityRemoved == "YES"
+    assert written.DeidentificationMethod == source.DeidentificationMethod
+    codes = [item.CodeValue for item in written.DeidentificationMethodCodeSequence]
+    assert codes == [item.CodeValue for item in source.DeidentificationMethodCodeSequence]
+    assert written.DeidentificationMethodCodeSequence[0] is not source.DeidentificationMethodCodeSequence[0]
+
+
+def test_multi_valued_patient_name_is_written_as_its_first_value(oblique_case: Case, tmp_path: Path) -> None:
+    sources = ct_series(oblique_case.ct)
+    for source in sources:
+        source.PatientName = ["Doe^John", "Roe^Jane"]
+    path = write_rtstruct(oblique_case.labels, oblique_case.table, sources, tmp_path / "rt.dcm")
+    assert str(pydicom.dcmread(path).PatientName) == "Doe^John"
+    assert sources[0].data_element("PatientName").VM == 2  # the caller's datasets are untouched

@@ -23,3 +23,13 @@ def test_missing_type2_attributes_are_added_empty_on_a_copy(tmp_path: Path) -> N
     assert source.dir() == keywords and "PatientBirthDate" not in source  # the caller's dataset is untouched
     # nothing missing: no copy
     assert with_type2_attributes(completed) is completed
+
+
+def test_multi_valued_person_names_keep_their_first_value_on_a_copy(tmp_path: Path) -> None:
+    (path,) = write_series(tmp_path, np.zeros((1, 3, 4), dtype=np.int16))
+    source = pydicom.dcmread(path)
+    source.PatientName = ["Doe^John", "Roe^Jane"]
+    completed = with_type2_attributes(source)
+    assert completed is not source
+    assert str(completed.PatientName) == "Doe^John" and completed.data_element("PatientName").VM == 1
+    assert source.data_element("PatientName").VM == 2
