@@ -21,7 +21,8 @@ In a folder of patients nothing vanishes: every entry that is not a scan is stil
   such as ``.DS_Store``, FIFOs and devices, which are never opened).
 
 Case ids are the file or folder names (image suffix dropped) made file-system safe with
-:func:`medseg.io.series.safe_name`; names that collide after that keep their suffix or get ``-2``, ``-3``...
+:func:`medseg.io.series.safe_name`; names that collide after that keep their suffix or get ``-2``, ``-3``...;
+so do names of the batch's own files (``summary.csv``...).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ _DICOM_MAGIC = b"DICM"
 # Names that say "DICOM": such a file that is not DICOM is a failed case, not a stray file.
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 _EXAMPLES = 3
+# Names in OUTPUT that are not case folders: a case called so gets a "-2" suffix.
+RESERVED_IDS = frozenset({"summary.csv", "summary.json", "report.html"})
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,11 @@ def _folder_entry(folder: Path) -> Case:
     return Case("", scan)
 
 
+def _single_id(name: str) -> str:
+    case_id = safe_name(name)
+    return f"{case_id}-2" if case_id in RESERVED_IDS else case_id
+
+
 def _unique_ids(cases: list[tuple[str, str, Case]]) -> list[Case]:
     """Cases from (preferred name, fallback name, case without id), ids made safe and distinct."""
     preferred = [safe_name(name) for name, _, _ in cases]
@@ -190,7 +198,7 @@ def _unique_ids(cases: list[tuple[str, str, Case]]) -> list[Case]:
         safe_name(fallback) if preferred.count(name) > 1 else name
         for name, (_, fallback, _) in zip(preferred, cases, strict=True)
     ]
-    taken: dict[str, int] = {}
+    taken: dict[str, int] = dict.fromkeys(RESERVED_IDS, 1)
     unique = []
     for case_id in ids:
         count = taken.get(case_id, 0) + 1
@@ -216,7 +224,7 @@ def discover_cases(input_path: str | os.PathLike[str]) -> list[Case]:
     if not root.exists():
         raise InputError(root, "does not exist")
     if not root.is_dir():
-        return [Case(safe_name(_file_case_name(root)), root)]
+        return [Case(_single_id(_file_case_name(root)), root)]
     try:
         entries = sorted(root.iterdir())
     except OSError as err:
@@ -225,12 +233,12 @@ def discover_cases(input_path: str | os.PathLike[str]) -> list[Case]:
     files = [p for p in visible if p.is_file()]
     image_files = [p for p in files if image_format(p)]
     if any(_is_dicom_file(p) for p in files if not image_format(p)):
-        return [Case(safe_name(root.resolve().name), root)]
+        return [Case(_single_id(root.resolve().name), root)]
     folders = {p: _folder_entry(p) for p in entries if p.is_dir()}
     data_folders = [(p, case) for p, case in folders.items() if case.problem is None and case.skip_reason is None]
     if not image_files and len(data_folders) == 1:
         folder, only = data_folders[0]
-        return [Case(safe_name(root.resolve().name), root if only.path == folder else only.path)]
+        return [Case(_single_id(root.resolve().name), root if only.path == folder else only.path)]
     named: list[tuple[str, str, Case]] = []
     for path in entries:
         if path in folders:

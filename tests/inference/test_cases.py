@@ -79,8 +79,9 @@ def test_colliding_names_keep_their_suffix(tmp_path: Path) -> None:
     _image(root / "a.nii.gz")
     _image(root / "a.nrrd")
     _image(root / "b.nii")
+    _image(root / "summary.json" / "ct.nii.gz")  # the batch's own file name
     ids = [c.case_id for c in discover_cases(root)]
-    assert ids == ["a.nii.gz", "a.nrrd", "b"]
+    assert ids == ["a.nii.gz", "a.nrrd", "b", "summary.json-2"]
 
 
 def test_unsafe_names_are_sanitised(tmp_path: Path) -> None:
@@ -164,3 +165,8 @@ def test_symlinked_series_folders_are_followed_once(tmp_path: Path) -> None:
     cases = {c.case_id: c for c in discover_cases(root)}
     assert cases["linked"] == Case("linked", root / "linked")  # read as inspect reads it: through the link
     assert cases["looped"] == Case("looped", root / "looped" / "scan.nrrd")  # the loop is walked once
+
+
+def test_a_single_case_never_takes_the_summary_s_name(tmp_path: Path) -> None:
+    scan = _image(tmp_path / "summary.csv.nii.gz")
+    assert discover_cases(scan) == [Case("summary.csv-2", scan)]
