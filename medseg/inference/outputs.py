@@ -99,7 +99,7 @@ def source_datasets(segmentation: Segmentation) -> list[Dataset]:
     # slice: decode every element now, with pydicom's value validation off.
     with pydicom.config.disable_value_validation():
         for path in series.files:
-            dataset = pydicom.dcmread(path, stop_before_pixels=True)
+            dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
             for _element in dataset:
                 pass
             datasets.append(dataset)

@@ -411,3 +411,22 @@ def test_one_failing_writer_costs_only_its_format(
     assert set(manifest["outputs"]) == {"nifti", "png"} and set(manifest["skipped_outputs"]) == {"seg.nrrd"}
     captured = capsys.readouterr()
     assert "Traceback" in captured.err and "PatientName has 2 values" in captured.err
+
+
+@pytest.mark.data
+def test_a_series_without_preamble_gets_its_dicom_outputs(
+    segmenter: Segmenter, data_root: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in" / "STS_019"
+    source.mkdir(parents=True)
+    for path in _real_dicom(data_root):  # old exports: a bare data set, no preamble, no file meta
+        dataset = pydicom.dcmread(path)
+        dataset.file_meta = pydicom.dataset.FileMetaDataset()
+        dataset.preamble = None
+        pydicom.dcmwrite(source / path.name, dataset, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    assert (source / path.name).read_bytes()[:2] == b"\x08\x00"
+    # (dicom-seg only: the RTSTRUCT writer re-reads the headers the same way, and takes ~40 s on this mask)
+    result = segment_folder(source, tmp_path / "out", segmenter=segmenter, progress=False, formats="dicom-seg")
+    assert result.records[0].status == "ok" and result.not_written == {}, result.records[0].outputs_not_written
+    seg = hd.seg.segread(tmp_path / "out" / "STS_019" / "STS_019_seg.dcm")
+    assert seg.StudyInstanceUID == pydicom.dcmread(path).StudyInstanceUID
