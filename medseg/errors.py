@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from os import PathLike
 
@@ -44,3 +45,21 @@ class GeometryError(MedsegError):
 
 class ManifestError(MedsegError):
     """data_manifest.json or a dataset it names is inconsistent."""
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line for a batch summary: a :class:`MedsegError` as it is, an ``OSError`` as ``path:
+    reason`` (a writer's temporary named by the file it stands for), anything else as ``Type: message``."""
+    if isinstance(err, MedsegError):
+        text = str(err)
+    elif isinstance(err, OSError) and err.filename:
+        from medseg.io.atomic import TMP_PREFIX
+
+        folder, base = os.path.split(str(err.filename))
+        if base.startswith(TMP_PREFIX):  # TMP_PREFIX, 8 hex digits, "-", the final name
+            base = base[len(TMP_PREFIX) + 9 :]
+        name = os.path.join(folder, base)
+        text = f"{name}: {err.strerror or err}"
+    else:
+        text = f"{type(err).__name__}: {err}"
+    return " ".join(text.split()) or type(err).__name__

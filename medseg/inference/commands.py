@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from medseg.inference.bundle import DEFAULT_BUNDLE
-from medseg.inference.formats import FORMATS, parse_formats
+from medseg.inference.formats import FORMATS
 
 DESCRIPTION = (
     "Segment every case of INPUT (a folder of patients: DICOM study/series folders or NIfTI/NRRD files; or a single "
@@ -61,6 +62,12 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma list of {','.join(FORMATS)}, or all (default; DICOM outputs only for DICOM input)",
     )
     parser.add_argument(
+        "--strict-formats",
+        action="store_true",
+        help="fail a case when a requested output format could not be written (default: the case succeeds with "
+        "its other outputs, and the format is named for it and counted in the final line)",
+    )
+    parser.add_argument(
         "--fix-geometry",
         action="store_true",
         help="repair uneven/missing/duplicate slices, tilt and header disagreements instead of refusing the case",
@@ -84,11 +91,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    """Run the batch; 0 when every case succeeded, 1 when any failed (input errors raise MedsegError)."""
+    """Run the batch; 0 when every case succeeded, 1 when any failed (input errors raise MedsegError).
+
+    The last line printed counts what happened to every entry of the input: cases segmented, failed, entries
+    skipped as not a scan, and requested outputs not written. ``--debug`` (or ``MEDSEG_DEBUG=1``) prints the
+    traceback of each failure.
+    """
     from medseg.inference.batch import segment_folder  # torch and MONAI: not for ``medseg --help``
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("MEDSEG_DEBUG") == "1"
     result = segment_folder(
         args.input,
         args.output,
@@ -99,15 +112,25 @@ def run_segment(args: argparse.Namespace) -> int:
         precision=args.precision,
         postprocess=args.postprocess,
         fix_geometry=args.fix_geometry,
-        formats=parse_formats(args.formats),
+        formats=args.formats,
         overwrite=args.overwrite,
         progress=args.progress,
+        strict_formats=args.strict_formats,
+        debug=debug,
     )
-    done = sum(record.status == "ok" for record in result.records)
-    print(f"{done} of {len(result.records)} case(s) segmented into {args.output}", end="")
-    print(f"; {len(result.failed)} failed" if result.failed else "")
     for record in result.failed:
         print(f"  FAILED {record.case_id}: {record.error}")
+    not_written = result.not_written
+    for case_id, formats in not_written.items():
+        for fmt, reason in formats.items():
+            print(f"  NOT WRITTEN {case_id} {fmt}: {reason}")
     if result.summary_csv is not None:
         print(f"summary: {result.summary_csv}")
+    cases = len(result.ok) + len(result.failed)
+    line = f"{len(result.ok)} of {cases} case(s) segmented into {args.output}"
+    line += f"; {len(result.failed)} failed; {len(result.skipped)} skipped (not a scan)"
+    missing = sum(len(formats) for formats in not_written.values())
+    if missing:
+        line += f"; {missing} requested output(s) not written in {len(not_written)} case(s)"
+    print(line)
     return result.exit_code

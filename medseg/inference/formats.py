@@ -30,3 +30,12 @@ def parse_formats(text: str | Sequence[str] | None) -> tuple[str, ...]:
     if not items:
         raise InputError(None, "--formats lists no format")
     return tuple(fmt for fmt in FORMATS if fmt in items)
+
+
+def means_all(text: str | Sequence[str] | None) -> bool:
+    """True when ``text`` asks for every format where it applies (``None`` or ``"all"``): the DICOM formats are
+    then expected of DICOM input only. A list naming formats asks for each of them, whatever the input."""
+    if text is None:
+        return True
+    items = [item.strip().lower() for item in (text.split(",") if isinstance(text, str) else text)]
+    return [item for item in items if item] == ["all"]

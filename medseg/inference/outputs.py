@@ -16,13 +16,17 @@ Every file is written atomically. ``case.json`` is written after all the others,
 when its manifest exists, lists every file it promised, all of them exist, and it was made with the same settings
 (model, TTA, postprocessing...) and at least the formats asked for now. A DICOM output that cannot apply (non-DICOM
 input; a series the reader had to resample; source slices without the UIDs a reference needs; an empty mask for
-DICOM SEG) is skipped with the reason in the manifest and a ``output_skipped`` QA flag, not an error.
+DICOM SEG) is skipped with the reason in the manifest and a ``output_skipped`` QA flag, not an error. A writer that
+fails is skipped the same way (its reason says it failed): the other formats and ``case.json`` are still written,
+and the batch decides whether a requested format that is missing fails the case (``--strict-formats``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +36,7 @@ import pydicom
 import pydicom.config
 from pydicom.dataset import Dataset
 
-from medseg.errors import MedsegError
+from medseg.errors import MedsegError, one_line
 from medseg.inference.formats import DICOM_FORMATS
 from medseg.inference.formats import FORMATS as FORMATS
 from medseg.inference.formats import parse_formats as parse_formats
@@ -54,6 +58,8 @@ MANIFEST_NAME = "case.json"
 MANIFEST_FORMAT = "medseg-case"
 MANIFEST_VERSION = 1
 
+logger = logging.getLogger(__name__)
+
 
 def output_names(case_id: str) -> dict[str, str]:
     """File name of each format for ``case_id``."""
@@ -69,11 +75,18 @@ def output_names(case_id: str) -> dict[str, str]:
 
 @dataclass
 class CaseOutputs:
-    """What :func:`write_case_outputs` produced: file names relative to the case folder, and the formats skipped
-    with the reason."""
+    """What :func:`write_case_outputs` produced: file names relative to the case folder, the formats not written
+    with the reason, and the traceback of each writer that failed (for ``--debug``)."""
 
     files: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    tracebacks: dict[str, str] = field(default_factory=dict)
+
+    def failed(self, fmt: str, err: Exception) -> None:
+        """Record that the writer of ``fmt`` raised ``err`` (call it inside the ``except`` block)."""
+        self.skipped[fmt] = f"the {fmt} writer failed: {one_line(err)}"
+        self.tracebacks[fmt] = traceback.format_exc()
+        logger.debug("%s writer failed:\n%s", fmt, self.tracebacks[fmt])
 
 
 def source_datasets(segmentation: Segmentation) -> list[Dataset]:
@@ -86,7 +99,7 @@ def source_datasets(segmentation: Segmentation) -> list[Dataset]:
     # slice: decode every element now, with pydicom's value validation off.
     with pydicom.config.disable_value_validation():
         for path in series.files:
-            dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)  # preamble-less files too
+            dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
             for _element in dataset:
                 pass
             datasets.append(dataset)
@@ -113,10 +126,8 @@ def write_case_outputs(
     table: Mapping[int, LabelInfo],
     formats: Sequence[str],
 ) -> CaseOutputs:
-    """Write the requested formats of one case into ``case_dir`` (created), each atomically.
-
-    Raises:
-        MedsegError: a writer refused the label map or the source series (the case fails).
+    """Write the requested formats of one case into ``case_dir`` (created), each atomically. A format that does not
+    apply, or whose writer fails, is recorded in ``skipped`` with the reason; the others are written all the same.
     """
     names = output_names(case_id)
     outputs = CaseOutputs()
@@ -125,31 +136,44 @@ def write_case_outputs(
         if fmt in DICOM_FORMATS:
             continue
         path = case_dir / names[fmt]
-        if fmt == "nifti":
-            write_label_nifti(labels, path)
-        elif fmt == "seg.nrrd":
-            write_seg_nrrd(labels, table, path)
-        elif fmt == "ctbl":
-            write_color_table(table, path)
-        elif fmt == "png":
-            write_quicklook(segmentation.scan.image, labels, table, path, title=case_id)
+        try:
+            if fmt == "nifti":
+                write_label_nifti(labels, path)
+            elif fmt == "seg.nrrd":
+                write_seg_nrrd(labels, table, path)
+            elif fmt == "ctbl":
+                write_color_table(table, path)
+            elif fmt == "png":
+                write_quicklook(segmentation.scan.image, labels, table, path, title=case_id)
+        except Exception as err:  # one format failing must not cost the others
+            outputs.failed(fmt, err)
+            continue
         outputs.files[fmt] = names[fmt]
     wanted_dicom = [fmt for fmt in formats if fmt in DICOM_FORMATS]
     if not wanted_dicom:
         return outputs
-    sources = source_datasets(segmentation)
+    try:
+        sources = source_datasets(segmentation)
+    except Exception as err:  # the source headers cannot be re-read: no DICOM output can reference them
+        for fmt in wanted_dicom:
+            outputs.failed(fmt, err)
+        return outputs
     reason = _dicom_skip_reason(segmentation, sources)
     for fmt in wanted_dicom:
         if reason is not None:
             outputs.skipped[fmt] = reason
             continue
         path = case_dir / names[fmt]
-        if fmt == "dicom-seg":
-            if write_dicom_seg(labels, table, sources, path) is None:
-                outputs.skipped[fmt] = "the mask has no labelled voxel (a DICOM SEG needs a segment)"
-                continue
-        else:
-            write_rtstruct(labels, table, sources, path)
+        try:
+            if fmt == "dicom-seg":
+                if write_dicom_seg(labels, table, sources, path) is None:
+                    outputs.skipped[fmt] = "the mask has no labelled voxel (a DICOM SEG needs a segment)"
+                    continue
+            else:
+                write_rtstruct(labels, table, sources, path)
+        except Exception as err:
+            outputs.failed(fmt, err)
+            continue
         outputs.files[fmt] = names[fmt]
     return outputs
 

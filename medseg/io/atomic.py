@@ -45,3 +45,11 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
             path.unlink()
         removed.append(path)
     return removed
+
+
+def probe_writable(folder: str | os.PathLike[str]) -> None:
+    """Create and remove an empty temporary in ``folder``: raises the ``OSError`` a writer would meet there
+    (read-only or immutable folder, no permission, full or read-only file system), before any work is done."""
+    probe = Path(folder) / f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-probe"
+    probe.write_bytes(b"")
+    probe.unlink()

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from medseg.errors import InputError
 
 if TYPE_CHECKING:
+    import SimpleITK as sitk
+
     from medseg.io.readers import Scan
 
 
@@ -61,22 +63,68 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    import SimpleITK as sitk
-
-    from medseg.io.atomic import atomic_path
     from medseg.io.readers import read_scan
 
     output: Path = args.output
-    if not output.name.lower().endswith((".nii.gz", ".nii")):
-        raise InputError(output, "output must end in .nii.gz or .nii")
+    _check_output_name(output)
     scan = read_scan(args.path, fix_geometry=args.fix_geometry, series_uid=args.series)
     _refuse_overwriting_input(scan, output)
-    with atomic_path(output) as tmp:
-        sitk.WriteImage(scan.image, str(tmp), useCompression=output.name.lower().endswith(".gz"))
+    _write_nifti(scan.image, output)
     for warning in scan.warnings:
         print(f"warning: {warning}")
     print(f"wrote {output} ({'x'.join(str(s) for s in scan.image.GetSize())}, {scan.orientation})")
     return 0
+
+
+# ITK's NIfTI writer takes these endings of the name before .nii/.nii.gz as its own and writes another file.
+_NIFTI_WRITER_ENDINGS = (".nii", ".gz", ".hdr", ".img", ".nia")
+
+
+def _check_output_name(output: Path) -> None:
+    """Refuse, before reading anything, an output that is not a ``.nii``/``.nii.gz`` file name the NIfTI writer
+    writes as named, or that is an existing folder."""
+    if output.is_dir():
+        raise InputError(output, "is a folder: name the output file, e.g. FOLDER/scan.nii.gz")
+    lower = output.name.lower()
+    if not lower.endswith((".nii.gz", ".nii")):
+        raise InputError(output, "output must end in .nii.gz or .nii")
+    stem = lower.removesuffix(".gz").removesuffix(".nii")
+    if not stem or stem.endswith(_NIFTI_WRITER_ENDINGS):
+        raise InputError(output, "output name must be NAME.nii.gz or NAME.nii with no other image suffix in NAME")
+
+
+def _write_nifti(image: sitk.Image, output: Path) -> None:
+    """Write ``image`` to ``output`` atomically; any problem is one :class:`InputError` naming the file, and no
+    temporary is left.
+
+    Raises:
+        InputError: the folder cannot be created or written, or the writer failed.
+    """
+    import SimpleITK as sitk
+
+    from medseg.io.atomic import TMP_PREFIX, atomic_path, probe_writable
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        probe_writable(output.parent)
+    except OSError as err:
+        raise InputError(output.parent, f"cannot be written: {err.strerror or err}") from err
+    tmp_name = ""
+    try:
+        with atomic_path(output) as tmp:
+            tmp_name = tmp.name
+            sitk.WriteImage(image, str(tmp), useCompression=output.name.lower().endswith(".gz"))
+            if not tmp.is_file():
+                raise InputError(output, "the NIfTI writer did not write the file under its name")
+    except (OSError, RuntimeError) as err:
+        detail = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[-1]
+        raise InputError(output, f"cannot be written: {detail}") from err
+    finally:
+        # A writer that changed the name leaves its file beside the temporary one: same unique prefix.
+        prefix = tmp_name[: len(TMP_PREFIX) + 9]
+        if prefix:
+            for stray in output.parent.glob(f"{prefix}*"):
+                stray.unlink(missing_ok=True)
 
 
 def _refuse_overwriting_input(scan: Scan, output: Path) -> None:

@@ -584,7 +584,7 @@ def _series_key(inst: DicomInstance) -> tuple[str, ...]:
     )
 
 
-def _walk_files(root: Path) -> Iterable[Path]:
+def walk_files(root: Path) -> Iterable[Path]:
     """The files under ``root`` in sorted order, hidden ones left out. Symlinked folders are followed (patient
     folders are often assembled from links); a folder reached again, through a link loop or a second link to it,
     is listed once, at its first path."""
@@ -615,7 +615,7 @@ def find_series(path: str | os.PathLike[str]) -> Discovery:
     root = Path(path)
     if not root.exists():
         raise InputError(root, "does not exist")
-    files = [root] if root.is_file() else list(_walk_files(root))
+    files = [root] if root.is_file() else list(walk_files(root))
     groups: dict[tuple[str, ...], list[DicomInstance]] = {}
     image_files: list[Path] = []
     ignored: list[Path] = []

@@ -47,9 +47,9 @@ class CaseRecord:
 
     Attributes:
         case_id: the case's id (its output folder name).
-        status: ``"ok"``, ``"failed"`` or ``"skipped"``.
+        status: ``"ok"``, ``"failed"`` or ``"skipped"`` (an entry of the input that is not a scan).
         input: the file or folder the case was read from.
-        error: one-line error message when the case failed or was skipped.
+        error: one-line error message when the case failed, or why the entry was skipped.
         series: the series chosen from the input (e.g. SeriesInstanceUID and description), if there was a choice.
         size: image size (x, y, z) in voxels.
         spacing_mm: voxel size (x, y, z) in mm.
@@ -62,6 +62,9 @@ class CaseRecord:
         warnings: one line each: the reader's warnings (e.g. a repaired geometry, a series chosen among several)
             and the outputs that were skipped, with the reason.
         outputs: files written for the case, relative to the output root.
+        outputs_not_written: output format -> why it was not written (did not apply to the input, or its writer
+            failed), for every format asked of the case; which of them count as missing depends on the request
+            (:class:`medseg.inference.batch.BatchResult`).
         finished_at: when the case finished (ISO 8601 UTC); decides which record wins a merge.
     """
 
@@ -80,6 +83,7 @@ class CaseRecord:
     qa_flags: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     outputs: list[str] = dataclasses.field(default_factory=list)
+    outputs_not_written: dict[str, str] = dataclasses.field(default_factory=dict)
     finished_at: str = dataclasses.field(default_factory=utc_now)
 
     def __post_init__(self) -> None:

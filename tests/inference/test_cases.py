@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -55,13 +56,22 @@ def test_folder_of_patients(tmp_path: Path) -> None:
     _dicom(root / ".hidden" / "x.dcm")
     cases = discover_cases(root)
     assert cases == sorted(cases, key=lambda c: c.case_id)
-    assert {c.case_id: c.path for c in cases} == {
+    scans = [c for c in cases if c.problem is None and c.skip_reason is None]
+    assert {c.case_id: c.path for c in scans} == {
         "pat-B": root / "pat-B",
         "pat_A": root / "pat A",
         "pat-C": only_image,  # a folder holding one image file is that file
         "scan3": nifti,
         "lung": nrrd,
     }
+    # Nothing vanishes: a patient folder without a scan fails, a hidden folder is skipped unsearched.
+    others = {c.case_id: c for c in cases if c not in scans}
+    assert set(others) == {"notes", "hidden"}
+    assert others["notes"].problem == (
+        f"{root / 'notes'}: holds no scan: no DICOM or image file, only 1 file(s) that are neither DICOM nor "
+        "images: readme.txt"
+    )
+    assert others["hidden"].skip_reason is not None and "hidden folder" in others["hidden"].skip_reason
 
 
 def test_colliding_names_keep_their_suffix(tmp_path: Path) -> None:
@@ -69,8 +79,9 @@ def test_colliding_names_keep_their_suffix(tmp_path: Path) -> None:
     _image(root / "a.nii.gz")
     _image(root / "a.nrrd")
     _image(root / "b.nii")
+    _image(root / "summary.json" / "ct.nii.gz")  # the batch's own file name
     ids = [c.case_id for c in discover_cases(root)]
-    assert ids == ["a.nii.gz", "a.nrrd", "b"]
+    assert ids == ["a.nii.gz", "a.nrrd", "b", "summary.json-2"]
 
 
 def test_unsafe_names_are_sanitised(tmp_path: Path) -> None:
@@ -87,3 +98,75 @@ def test_empty_or_missing_input_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="holds no scan"):
         discover_cases(tmp_path / "empty")
+
+
+def test_every_entry_without_a_scan_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "batch"
+    _image(root / "good.nii.gz")
+    (root / "empty").mkdir()
+    for n in range(2):
+        _image(root / "zeros" / f"IM{n}.dcm").write_bytes(b"")
+    _image(root / "cut" / "IM0.dcm").write_bytes(b"\0" * 100)  # cut before the DICM signature
+    (root / "fifo_only").mkdir()
+    os.mkfifo(root / "fifo_only" / "pipe")
+    (root / "locked").mkdir()
+    (root / "gone").symlink_to(tmp_path / "moved away")
+    _image(root / "readme.txt")
+    (root / "zero.dcm").write_bytes(b"")
+    os.mkfifo(root / "stream")
+    real_scandir = os.scandir
+
+    def scandir(path: object = ".") -> object:  # root may list anything: simulate a folder the user cannot read
+        if str(path) == str(root / "locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    cases = {c.case_id: c for c in discover_cases(root)}
+    assert cases["good"] == Case("good", root / "good.nii.gz")
+    problems = {case_id: c.problem for case_id, c in cases.items() if c.problem}
+    assert problems == {
+        "empty": f"{root / 'empty'}: holds no scan: the folder is empty",
+        "zeros": f"{root / 'zeros'}: holds no scan: no DICOM or image file, only 2 empty (zero-byte) file(s): "
+        "IM0.dcm, IM1.dcm",
+        "cut": f"{root / 'cut'}: holds no scan: no DICOM or image file, only 1 file(s) that are neither DICOM nor "
+        "images: IM0.dcm",
+        "fifo_only": f"{root / 'fifo_only'}: holds no scan: no DICOM or image file, only 1 special file(s), not "
+        "read: pipe (a FIFO)",
+        "locked": f"{root / 'locked'}: cannot be listed: Permission denied",
+        "gone": f"{root / 'gone'}: is a broken symbolic link (to {tmp_path / 'moved away'})",
+        "zero.dcm": f"{root / 'zero.dcm'}: is not DICOM: empty file (0 bytes)",
+    }
+    skipped = {case_id: c.skip_reason for case_id, c in cases.items() if c.skip_reason}
+    assert skipped == {
+        "readme.txt": "not a scan: neither DICOM (no DICOM signature) nor an image file (.nii, .nii.gz, .nrrd, "
+        ".nhdr, .mha, .mhd)",
+        "stream": "not a scan: a FIFO (special files are not read)",
+    }
+    assert len(cases) == 1 + len(problems) + len(skipped)
+
+
+def test_only_stray_files_is_no_input(tmp_path: Path) -> None:
+    _image(tmp_path / "in" / "notes.txt")
+    with pytest.raises(InputError, match=r"holds no scan: .* \(1 other entries, e.g. notes.txt\)"):
+        discover_cases(tmp_path / "in")
+
+
+def test_symlinked_series_folders_are_followed_once(tmp_path: Path) -> None:
+    series = tmp_path / "elsewhere" / "CT"
+    _dicom(series / "IM0")
+    root = tmp_path / "batch"
+    (root / "linked").mkdir(parents=True)
+    (root / "linked" / "CT").symlink_to(series, target_is_directory=True)
+    (root / "linked" / "CT_again").symlink_to(series, target_is_directory=True)
+    (root / "looped").mkdir()
+    (root / "looped" / "self").symlink_to(root / "looped", target_is_directory=True)
+    _image(root / "looped" / "scan.nrrd")
+    cases = {c.case_id: c for c in discover_cases(root)}
+    assert cases["linked"] == Case("linked", root / "linked")  # read as inspect reads it: through the link
+    assert cases["looped"] == Case("looped", root / "looped" / "scan.nrrd")  # the loop is walked once
+
+
+def test_a_single_case_never_takes_the_summary_s_name(tmp_path: Path) -> None:
+    scan = _image(tmp_path / "summary.csv.nii.gz")
+    assert discover_cases(scan) == [Case("summary.csv-2", scan)]

@@ -53,10 +53,50 @@ def test_run_segment_exit_codes(test_bundle: Path, tmp_path: Path, capsys: pytes
     assert args.func(args) == 0
     assert "1 of 1 case(s) segmented" in capsys.readouterr().out
     (source / "bad.nrrd").write_text("NRRD0004\ngarbage\n")
+    (source / "notes.txt").write_text("not a scan")
     args = _parser().parse_args(["segment", str(source), str(tmp_path / "out"), *common])
     assert args.func(args) == 1
-    out = capsys.readouterr().out
-    assert "1 of 2 case(s) segmented" in out and "FAILED bad" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("  FAILED bad: ") for line in lines)
+    # The last line counts every entry of the input.
+    assert lines[-1] == f"1 of 2 case(s) segmented into {tmp_path / 'out'}; 1 failed; 1 skipped (not a scan)"
+
+
+def test_requested_formats_not_written_are_named_and_counted(
+    test_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    sitk.WriteImage(body_phantom(), str(source / "good.nii.gz"))
+    argv = ["segment", str(source), str(tmp_path / "out"), "--bundle", str(test_bundle), "--device", "cpu"]
+    argv += ["--no-progress", "--formats", "nifti,dicom-seg,rtstruct"]
+    args = _parser().parse_args(argv)
+    assert args.strict_formats is False and args.func(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  NOT WRITTEN good dicom-seg: input is nifti, not DICOM" in lines
+    assert lines[-1].endswith("; 0 failed; 0 skipped (not a scan); 2 requested output(s) not written in 1 case(s)")
+    args = _parser().parse_args([*argv, "--strict-formats"])
+    assert args.func(args) == 1
+    assert "FAILED good: requested output(s) not written (--strict-formats): dicom-seg" in capsys.readouterr().out
+
+
+def test_cli_debug_and_output_errors(test_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medseg.cli import main
+
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "broken.nii.gz").write_bytes(b"\x1f\x8b\x08 truncated")
+    (tmp_path / "taken").write_text("a file")
+    common = ["--bundle", str(test_bundle), "--device", "cpu", "--no-progress"]
+    assert main(["segment", str(source), str(tmp_path / "taken"), *common]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"medseg segment: error: {tmp_path / 'taken'}: exists and is not a folder: name a folder for the outputs\n"
+    )
+    assert main(["--debug", "segment", str(source), str(tmp_path / "out"), *common]) == 1
+    err = capsys.readouterr().err
+    assert "broken failed:\nTraceback (most recent call last):" in err
 
 
 def test_pipeline_script_reports_input_errors_in_one_line(tmp_path: Path) -> None:

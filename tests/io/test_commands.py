@@ -94,6 +94,35 @@ def test_convert_refuses_to_overwrite_its_input(tmp_path: Path, capsys: pytest.C
     assert code == 2 and "output must end in .nii.gz or .nii" in err
 
 
+@pytest.mark.data
+def test_convert_output_problems_are_one_line_and_leave_no_temporary(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scan = str(data_root / "ibsi_sts" / "nifti" / "STS_019" / "CT_image.nii.gz")
+    (tmp_path / "folder.nii.gz").mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    problems = {
+        "twice.nii.gz.nii.gz": "output name must be NAME.nii.gz or NAME.nii with no other image suffix in NAME",
+        "twice.nii.nii": "output name must be NAME.nii.gz or NAME.nii with no other image suffix in NAME",
+        "folder.nii.gz": "is a folder: name the output file",
+        "locked/scan.nii.gz": "locked: cannot be written: ",
+        "locked/sub/scan.nii.gz": "locked/sub: cannot be written: ",
+    }
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        locked.chmod(0o555)  # not root: a read-only folder does the same
+    try:
+        for name, message in problems.items():
+            code, out, err = run(["convert", scan, str(tmp_path / name)], capsys)
+            assert code == 2 and out == "", name
+            assert err.startswith("medseg convert: error: ") and message in err, (name, err)
+            assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], capture_output=True)
+        locked.chmod(0o755)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["folder.nii.gz", "locked"]
+
+
 BAD_INPUTS = {
     "empty file": ("empty.nii.gz", "is an empty file (0 bytes)"),
     "folder without images": ("nothing", "holds no DICOM series or image file"),
