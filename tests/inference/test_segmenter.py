@@ -216,7 +216,7 @@ def test_a_model_file_brings_its_run_config(test_bundle: Path, tmp_path: Path, n
     from monai.bundle import ConfigParser
 
     from medseg.inference.bundle import inference_config_files
-    from medseg.training.model_config import read_model_config
+    from medseg.model_spec import read_model_config
     from tests.inference.helpers import MODEL_CONFIG, body_phantom
 
     run = tmp_path / "run"
