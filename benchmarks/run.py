@@ -69,7 +69,7 @@ def choose_weights(bundle: str, work_dir: Path) -> dict[str, Any]:
 
     trained = REPO_ROOT / bundle / "models" / "model.pt"
     if trained.is_file():
-        from medseg.training.model_config import find_model_config
+        from medseg.model_spec import find_model_config
 
         config_path = find_model_config(trained)
         config = json.loads(config_path.read_text(encoding="utf-8")) if config_path else {}

@@ -50,7 +50,7 @@ from medseg.inference.bundle import (
     resolve_bundle,
 )
 from medseg.io.atomic import atomic_path
-from medseg.training.model_config import MODEL_KEYS, read_model_config
+from medseg.model_spec import MODEL_KEYS, read_model_config
 
 CHECKPOINT = Path("checkpoints") / "model_best.pt"
 SHIPPED = ("model.pt", "model_config.json", "metrics.csv", "model.ts")

@@ -1,19 +1,34 @@
 """Load a bundle once, segment many scans: :class:`Segmenter`.
 
-What runs is the bundle's own ``configs/inference.json``, parsed with MONAI's ``ConfigParser``: its
-``preprocessing`` (the one transform chain: load, channel first, RAS, target spacing, body crop, HU window, mirror
-padding up to the window), its ``inferer`` (sliding window, Gaussian blending) and its ``network_def``. What defines
-the model (spacing, labels, HU window, network options...) comes from the model config beside the weights
-(``model_config.json`` or the run's ``run_config.json``, :func:`medseg.training.model_config.find_model_config`),
-never from the dataset. The ``image_reader`` key is overridden with :class:`medseg.io.monai_reader.MedsegReader`,
-so DICOM folders, series choice and the geometry guard work and the scan is read once. The bundle's postprocessing
-(``Invertd`` of the argmax, or of every class's probabilities at full resolution) is replaced by
-:func:`medseg.inference.inversion.labels_on_grid`, which resamples the probabilities slab by slab in bounded memory
-and takes the argmax; ``inversion="invertd"`` runs MONAI's ``Invertd`` of the probabilities instead (reference,
-small scans) and ``inversion="nearest"`` takes the argmax on the model grid and resamples the labels (fastest,
-blockier edges). Before either of the first two, the chain's trailing padding (``SpatialPadd`` up to the window,
-which lets the sliding window run on scans smaller than it) is undone with ``Invertd``, so predictions on the
-mirrored border never reach the scan.
+One scan's way to its mask, in this order (:meth:`Segmenter.segment`, readable top to bottom; the shape of nnU-Net's
+``predict_from_raw_data`` -> ``run_case`` -> ``export_prediction``, with the scan and its properties passed along
+explicitly):
+
+1. **read**: :func:`medseg.io.readers.read_scan` returns the :class:`~medseg.io.readers.Scan` (SimpleITK image in HU
+   with its exact geometry, the chosen DICOM series, the reader's warnings); the size of the model grid it will be
+   resampled to is checked against the limits (:func:`medseg.io.limits.check_resampled_grid`) before anything is
+   allocated for it;
+2. **preprocess**: the bundle's own transform chain (``preprocessing`` of ``configs/inference.json``: channel
+   first, RAS, target spacing, body crop, HU window, mirror padding up to the window) runs on the scan's voxels and
+   RAS affine as a MONAI ``MetaTensor`` (:func:`scan_tensor`); the chain's ``LoadImaged`` is not run (the scan is
+   already read), so nothing reads files behind the segmenter's back;
+3. **network**: the bundle's ``inferer`` (sliding window, Gaussian blending) with the network, softmax on the
+   model grid;
+4. **back to the scan's grid**: :func:`medseg.inference.inversion.labels_on_grid` resamples the probabilities slab
+   by slab in bounded memory and takes the argmax (``inversion="invertd"``: MONAI's ``Invertd`` of the
+   probabilities, reference, small scans; ``"nearest"``: argmax on the model grid, labels resampled; fastest,
+   blockier edges). Before the first two, the chain's trailing padding (``SpatialPadd`` up to the window) is undone
+   with ``Invertd``, so predictions on the mirrored border never reach the scan;
+5. **postprocess**: per organ, specks dropped and the largest component kept; the result is a uint8 label map on
+   exactly the scan's grid (:class:`Segmentation`), which the writers (:mod:`medseg.inference.outputs`) turn into
+   files.
+
+How to segment is set once, in :class:`medseg.inference.options.SegmentOptions`. What defines the model (spacing,
+labels, HU window, network options) comes from the model config beside the weights
+(:mod:`medseg.model_spec`: ``model_config.json`` or the run's ``run_config.json``), never from the dataset. That file
+is untrusted data: it is checked key by key, its values are set into the bundle's (trusted) config as plain values,
+and the network is built by a Python call (:meth:`medseg.model_spec.ModelSpec.build_network`), so nothing in a model
+folder ever reaches MONAI's config parser as an expression or a component.
 
 ``precision="bf16"`` (opt-in, :mod:`medseg.inference.precision`) runs the network in channels-last memory order
 under bfloat16 autocast where the CPU or GPU has bfloat16 hardware; the logits are float32 again before the
@@ -26,24 +41,33 @@ import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
+import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-from monai.transforms import Compose, Invertd, InvertibleTransform, Padd
-from monai.utils import TraceKeys
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirst,
+    Invertd,
+    InvertibleTransform,
+    LoadImaged,
+    Orientationd,
+    Padd,
+    Spacingd,
+)
+from monai.transforms.io.array import switch_endianness
+from monai.utils import ImageMetaKey, TraceKeys, convert_to_dst_type
 from torch import nn
 
 from medseg.errors import InputError, MedsegError
 from medseg.inference.bundle import (
-    DEFAULT_BUNDLE,
     INFERENCE_CONFIG,
     METADATA,
     MODEL_FILE,
@@ -55,21 +79,25 @@ from medseg.inference.bundle import (
     resolve_bundle,
 )
 from medseg.inference.inversion import labels_on_grid
-from medseg.inference.postprocess import DEFAULT_MIN_COMPONENT_ML, clean_label_map
-from medseg.inference.precision import Precision, PrecisionPredictor, check_precision, prepare_network
+from medseg.inference.options import INVERSIONS, Inversion, SegmentOptions
+from medseg.inference.postprocess import clean_label_map
+from medseg.inference.precision import PrecisionPredictor, check_precision, prepare_network
 from medseg.io.geometry import ras_affine
+from medseg.io.limits import check_resampled_grid
 from medseg.io.monai_reader import MedsegReader, unwrap_medseg_error
-from medseg.io.readers import Scan
+from medseg.io.readers import Scan, read_scan
 from medseg.io.writers.labels import LabelInfo, label_table
+from medseg.model_spec import MODEL_KEYS, ModelSpec, find_model_config, model_config_path, read_model_spec
 from medseg.networks.tta import FlipEnsemble
 from medseg.reporting.timing import StageClock
-from medseg.training.model_config import MODEL_KEYS, find_model_config, load_model_config, read_model_config
 from medseg.training.options import resolve_device
+
+if TYPE_CHECKING:
+    from medseg.reporting.qa import ExpectedVolume
 
 logger = logging.getLogger(__name__)
 
-Inversion = Literal["slabs", "nearest", "invertd"]
-INVERSIONS: tuple[str, ...] = ("slabs", "nearest", "invertd")
+__all__ = ["INVERSIONS", "Inversion", "SegmentOptions", "Segmentation", "Segmenter", "scan_tensor"]
 
 
 def _sha256_of(files: Sequence[Path], overrides: Mapping[str, Any] | None) -> str:
@@ -95,27 +123,65 @@ def _trailing_padding(preprocessing: Compose) -> Compose | None:
     return Compose(pads[::-1]) if pads else None
 
 
-class _ScanKeepingReader(MedsegReader):
-    """:class:`MedsegReader` that also hands the :class:`Scan` it read (exact SimpleITK geometry, the DICOM
-    series) to the segmenter, so the scan is read once for the network and the output files alike."""
+def _split_loader(chain: Compose, bundle_dir: Path) -> tuple[LoadImaged, Compose]:
+    """The chain's first transform, its ``LoadImaged`` (which says how a loaded image looks: dtype, metadata), and
+    the rest of the chain, which the segmenter runs on the scan it read itself.
 
-    def __init__(self, fix_geometry: bool = False) -> None:
-        super().__init__(fix_geometry=fix_geometry)
-        self.last_scan: Scan | None = None
-        self.last_seconds = 0.0
+    Raises:
+        InputError: the chain does not start with ``LoadImaged``.
+    """
+    transforms = list(chain.flatten().transforms)
+    if not transforms or not isinstance(transforms[0], LoadImaged):
+        raise InputError(bundle_dir / INFERENCE_CONFIG, "its 'preprocessing' chain must start with LoadImaged")
+    rest = Compose(
+        transforms[1:],
+        map_items=chain.map_items,
+        unpack_items=chain.unpack_items,
+        log_stats=chain.log_stats,
+        lazy=chain.lazy,
+    )
+    return transforms[0], rest
 
-    def read(self, data: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        result = super().read(data, **kwargs)
-        self.last_seconds = time.perf_counter() - start
-        self.last_scan = result if isinstance(result, Scan) else None
-        return result
 
-    def take_scan(self) -> tuple[Scan, float]:
-        scan, self.last_scan = self.last_scan, None
-        if scan is None:
-            raise RuntimeError("the bundle's preprocessing did not read the scan through image_reader")
-        return scan, self.last_seconds
+def scan_tensor(scan: Scan, loader: LoadImaged | None = None) -> MetaTensor:
+    """The scan as MONAI's ``loader`` (``LoadImaged(reader=MedsegReader)``) would load it from its path: the
+    (x, y, z) voxels in the loader's dtype (float32 by default) and the metadata of
+    :meth:`medseg.io.monai_reader.MedsegReader.get_data` (RAS ``affine`` and ``original_affine``, spatial shape,
+    series UID...), without reading the file again."""
+    load = (loader or LoadImaged(keys="image", image_only=True))._loader
+    array, meta = MedsegReader().get_data(scan)
+    array = convert_to_dst_type(array, dst=array, dtype=load.dtype)[0]
+    meta = switch_endianness(meta, "<")
+    meta[ImageMetaKey.FILENAME_OR_OBJ] = str(scan.path)
+    image = MetaTensor.ensure_torch_and_prune_meta(array, meta, load.simple_keys, pattern=load.pattern, sep=load.sep)
+    if load.ensure_channel_first:
+        image = EnsureChannelFirst()(image, meta_dict=meta)
+    return image
+
+
+def _chain_axes(scan: Scan, chain: Compose) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The scan's size and spacing in the axis order the chain resamples in: RAS after an ``Orientationd``
+    (axes permuted as nibabel's ``io_orientation`` of the affine permutes them), else the scan's own."""
+    size = tuple(int(n) for n in scan.image.GetSize())
+    spacing = tuple(float(s) for s in scan.image.GetSpacing())
+    if not any(isinstance(t, Orientationd) for t in chain.flatten().transforms):
+        return size, spacing
+    order = [int(axis) for axis in nib.orientations.io_orientation(scan.affine)[:, 0]]
+    ras_size, ras_spacing = [0] * len(size), [0.0] * len(size)
+    for axis, target in enumerate(order):
+        ras_size[target], ras_spacing[target] = size[axis], spacing[axis]
+    return tuple(ras_size), tuple(ras_spacing)
+
+
+def _target_spacing(chain: Compose, dims: int) -> list[float | None]:
+    """The spacing the chain's ``Spacingd`` resamples to (``None`` per axis it keeps; all ``None`` without one)."""
+    for transform in chain.flatten().transforms:
+        if isinstance(transform, Spacingd):
+            pixdim = np.atleast_1d(np.asarray(transform.spacing_transform.pixdim, dtype=float))
+            values = [float(p) for p in pixdim[:dims]]
+            values += values[-1:] * (dims - len(values))  # MONAI pads a short pixdim with its last value
+            return [value if np.isfinite(value) and value > 0 else None for value in values]
+    return [None] * dims
 
 
 @dataclass
@@ -140,138 +206,124 @@ class Segmentation:
 
 
 class Segmenter:
-    """A bundle's network, transforms and inferer, loaded once; :meth:`segment` predicts one scan.
+    """A bundle's transforms and inferer and the model's network, loaded once; :meth:`segment` predicts one scan.
 
     Args:
-        bundle: bundle folder (see :func:`medseg.inference.bundle.resolve_bundle`).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        tta: average the logits over mirrored copies (:class:`medseg.networks.tta.FlipEnsemble`; never the
-            left-right axis, which would swap lateralised organs).
-        postprocess: per organ, remove components below ``min_component_ml`` and keep the largest component.
-        fix_geometry: let the reader repair uneven slices, tilt and header disagreements instead of refusing.
-        inversion: ``"slabs"`` (default, bounded memory), ``"nearest"`` or ``"invertd"`` (see the module notes).
-        model_file: weights to load; default ``models/model.pt`` in the bundle (or the config's ``ckpt_path``).
-            Its model config (``model_config.json`` or ``run_config.json`` beside it or in the folder above) sets
-            the spacing, labels and network options.
-        overrides: config values to override, as ``monai.bundle run`` takes them (``{"sw_overlap": 0.5}``);
-            applied after the model config, so network options given here must match the training run's.
-        progress: show the sliding-window progress bar.
-        min_component_ml: see ``postprocess``.
-        precision: ``"fp32"`` (default, exact) or ``"bf16"`` (channels-last + bfloat16 autocast, about 2x faster
-            on CPUs with ``avx512_bf16``/``amx_bf16``; a few boundary voxels differ), see
-            :mod:`medseg.inference.precision`.
+        options: how to segment (:class:`SegmentOptions`); or, for short, the bundle folder, with the other
+            options as keyword arguments (``Segmenter("bundles/ct_unet", device="cpu", tta=True)``).
+        **settings: :class:`SegmentOptions` fields, when ``options`` is not a :class:`SegmentOptions`.
 
     Raises:
-        MedsegError: the bundle, its metadata, its weights or their model config are missing or do not fit together,
-            or ``precision`` is unknown or not supported by the device.
+        MedsegError: the bundle, its metadata, its weights or their model config are missing, invalid or do not fit
+            together, or the precision is not supported by the device.
     """
 
-    def __init__(
-        self,
-        bundle: str | os.PathLike[str] = DEFAULT_BUNDLE,
-        device: str | torch.device = "auto",
-        tta: bool = False,
-        postprocess: bool = True,
-        fix_geometry: bool = False,
-        inversion: Inversion = "slabs",
-        model_file: str | os.PathLike[str] | None = None,
-        overrides: Mapping[str, Any] | None = None,
-        progress: bool = False,
-        min_component_ml: float = DEFAULT_MIN_COMPONENT_ML,
-        precision: Precision = "fp32",
-    ) -> None:
-        if inversion not in INVERSIONS:
-            raise MedsegError(None, f"inversion must be one of {', '.join(INVERSIONS)}, got {inversion!r}")
-        self.bundle_dir = resolve_bundle(bundle)
-        self.device = resolve_device(device)
-        self.precision: Precision = check_precision(precision, self.device)
-        self.tta = tta
-        self.postprocess = postprocess
-        self.fix_geometry = fix_geometry
-        self.inversion: Inversion = inversion
-        self.min_component_ml = float(min_component_ml)
+    def __init__(self, options: SegmentOptions | str | os.PathLike[str] | None = None, **settings: Any) -> None:
+        if not isinstance(options, SegmentOptions):
+            options = SegmentOptions(bundle=None if options is None else Path(options), **settings)
+        elif settings:
+            raise TypeError("pass SegmentOptions or keyword settings, not both")
+        self.options = options
+        self.bundle_dir = resolve_bundle() if options.bundle is None else resolve_bundle(options.bundle)
+        self.device = resolve_device(options.device)
+        self.precision = check_precision(options.precision, self.device)
 
-        self._reader = _ScanKeepingReader(fix_geometry=fix_geometry)
         config_files = inference_config_files(self.bundle_dir)
-        parser = ConfigParser()
+        parser = ConfigParser()  # the bundle's own configs: trusted
         parser.read_config([str(path) for path in config_files])
         parser["bundle_root"] = str(self.bundle_dir)
-        if "device" in parser:
-            parser["device"] = str(self.device)
-        if "tta" in parser:
-            parser["tta"] = tta
-        for key, value in (overrides or {}).items():
-            parser[key] = value
-        if model_file is None:
-            model_file = parser.get_parsed_content("ckpt_path") if "ckpt_path" in parser else None
-        self.model_file = Path(model_file) if model_file else self.bundle_dir / MODEL_FILE
+        model_overrides = {key: value for key, value in options.overrides.items() if key in MODEL_KEYS}
+        for key, value in options.overrides.items():
+            if key not in MODEL_KEYS:
+                parser[key] = value
+        model_file = options.model_file
+        if model_file is None and "ckpt_path" in parser:
+            model_file = Path(parser.get_parsed_content("ckpt_path"))
+        self.model_file = model_file if model_file is not None else self.bundle_dir / MODEL_FILE
         if not self.model_file.is_file():  # before its model config: say how to get weights
             raise MedsegError(self.model_file, missing_model_message(self.model_file, self.bundle_dir))
-        if "ckpt_path" in parser:
-            parser["ckpt_path"] = str(self.model_file)  # the config's own model_config entry reads the same file
-        self.model_config_file = self._apply_model_config(parser, overrides)
+        self.model_config_file = find_model_config(self.model_file)
+        if self.model_config_file is None and "model_config" in parser:
+            model_config_path(self.model_file)  # the bundle needs one: raises, saying where it looked
+        self.model_spec = self._model_spec(model_overrides)
+        # The model keys: the model config's checked plain values, else (a bundle that defines its model in its
+        # own configs) the caller's overrides.
+        model_values = self.model_spec.as_config() if self.model_spec is not None else model_overrides
+        for key, value in model_values.items():
+            parser[key] = value
         self.config_sha256 = _sha256_of(
             [*config_files, self.bundle_dir / METADATA, *([self.model_config_file] if self.model_config_file else [])],
-            overrides,
+            options.overrides,
         )
-        if "image_reader" not in parser:
-            raise InputError(self.bundle_dir / INFERENCE_CONFIG, "has no 'image_reader' key to point at MedsegReader")
-        parser["image_reader"] = self._reader
         self.config = parser
         self.label_names: dict[int, str] = self._label_names()
         self.label_table: dict[int, LabelInfo] = label_table(self.label_names)
-        self.preprocessing: Compose = self._parsed("preprocessing")
+        self.loader, self.preprocessing = _split_loader(self._parsed("preprocessing"), self.bundle_dir)
         self._padding = _trailing_padding(self.preprocessing)
         self.inferer: Callable[..., Any] = self._parsed("inferer")
         if hasattr(self.inferer, "progress"):
-            self.inferer.progress = progress
-        network: nn.Module = self._parsed("network_def")
+            self.inferer.progress = options.progress
+        network = self.model_spec.build_network() if self.model_spec is not None else self._parsed("network_def")
         self.model_sha256 = load_weights(network, self.model_file, self.bundle_dir)
-        # In place: the config's inference_network wraps this same object.
         self.network = prepare_network(network.to(self.device).eval(), self.precision, self._spatial_dims())
-        self._predictor: nn.Module = self._inference_network()
+        self._predictor: nn.Module = self.network
+        if options.tta:
+            # Spatial axis 0 is left-right after the chain's Orientationd("RAS"): mirroring it would swap the
+            # RightParotid / LeftParotid predictions, so only the other axes are mirrored.
+            self._predictor = FlipEnsemble(self.network, spatial_axes=range(1, self._spatial_dims())).eval()
         if self.precision != "fp32":
             self._predictor = PrecisionPredictor(self._predictor, self.device, self.precision).eval()
 
-    def _apply_model_config(self, parser: ConfigParser, overrides: Mapping[str, Any] | None) -> Path | None:
-        """Set the :data:`~medseg.training.model_config.MODEL_KEYS` of the model config beside the weights as
-        overrides (the caller's ``overrides`` still win); return the file, or ``None`` for a bundle that defines
-        its model in its configs and has no ``model_config`` entry.
+    # The options, as attributes of the segmenter.
+    @property
+    def tta(self) -> bool:
+        return self.options.tta
 
-        Raises:
-            MedsegError: no model config beside the weights of a bundle that needs one, or an invalid one.
-        """
-        path = find_model_config(self.model_file)
-        if path is None:
-            if "model_config" in parser:
-                load_model_config(self.model_file)  # the bundle needs one: raises, saying where it looked
+    @property
+    def postprocess(self) -> bool:
+        return self.options.postprocess
+
+    @property
+    def fix_geometry(self) -> bool:
+        return self.options.fix_geometry
+
+    @property
+    def inversion(self) -> Inversion:
+        return self.options.inversion
+
+    @property
+    def min_component_ml(self) -> float:
+        return self.options.min_component_ml
+
+    @property
+    def expected_volumes(self) -> dict[str, ExpectedVolume]:
+        """Reference volume quartiles of the model's organs, for the QA flags (:mod:`medseg.reporting.qa`)."""
+        if self.model_spec is not None:
+            return self.model_spec.expected_volumes()
+        from medseg.reporting.qa import OPENKBP_VOLUMES
+
+        return {name: OPENKBP_VOLUMES[name] for name in self.label_names.values() if name in OPENKBP_VOLUMES}
+
+    def _model_spec(self, model_overrides: Mapping[str, Any]) -> ModelSpec | None:
+        """The checked model config beside the weights, with the caller's model-key overrides (checked too);
+        ``None`` for a bundle that defines its model in its own configs and has no model config."""
+        if self.model_config_file is None:
             return None
-        model_config = read_model_config(path)
-        for key in MODEL_KEYS:
-            if key in model_config and key not in (overrides or {}):
-                parser[key] = model_config[key]
-        return path
+        spec = read_model_spec(self.model_config_file)
+        if not model_overrides:
+            return spec
+        return ModelSpec.from_config({**spec.as_config(), **model_overrides}, self.model_config_file)
 
     def _label_names(self) -> dict[int, str]:
-        """``{label value: organ name}`` without background: the model config's ``labels`` (what the network was
+        """``{label value: organ name}`` without background: the model config's labels (what the network was
         trained to predict), else the bundle metadata's channel definition."""
-        if self.model_config_file is not None and "labels" in self.config:
-            labels = self.config.get_parsed_content("labels")
-            return {int(index): str(name) for name, index in labels.items() if int(index) > 0}
+        if self.model_spec is not None:
+            return self.model_spec.label_names()
         return label_names_from_metadata(read_metadata(self.bundle_dir), self.bundle_dir / METADATA)
 
-    def _inference_network(self) -> nn.Module:
-        """The bundle's ``inference_network`` (the network, wrapped for TTA when ``tta`` is set), else the same
-        built here: spatial axis 0 is left-right after the chain's ``Orientationd("RAS")``, and mirroring it would
-        swap the RightParotid / LeftParotid predictions, so only the other axes are mirrored."""
-        if "inference_network" in self.config:
-            predictor: nn.Module = self.config.get_parsed_content("inference_network")
-            return predictor.to(self.device).eval()
-        if not self.tta:
-            return self.network
-        return FlipEnsemble(self.network, spatial_axes=range(1, self._spatial_dims())).eval()
-
     def _spatial_dims(self) -> int:
+        if self.model_spec is not None:
+            return self.model_spec.spatial_dims
         return int(self.config.get_parsed_content("spatial_dims")) if "spatial_dims" in self.config else 3
 
     def _parsed(self, key: str) -> Any:
@@ -280,71 +332,90 @@ class Segmenter:
         return self.config.get_parsed_content(key)
 
     def settings(self) -> dict[str, Any]:
-        """What decides the output for a given scan (config and weights by content, not by path): a case made with
-        other settings is redone on resume."""
-        return {
-            "config_sha256": self.config_sha256,
-            "model_sha256": self.model_sha256,
-            "tta": self.tta,
-            "postprocess": self.postprocess,
-            "min_component_ml": self.min_component_ml if self.postprocess else None,
-            "fix_geometry": self.fix_geometry,
-            "inversion": self.inversion,
-            "precision": self.precision,
-        }
+        """What decides the output for a given scan (config and weights by content, not by path, and
+        :meth:`SegmentOptions.recorded`): recorded in ``case.json``; a case made with other settings is redone on
+        resume."""
+        return {"config_sha256": self.config_sha256, "model_sha256": self.model_sha256, **self.options.recorded()}
 
     def segment(self, path: str | os.PathLike[str], clock: StageClock | None = None) -> Segmentation:
-        """Segment the scan at ``path`` (image file, DICOM file, series or study folder).
+        """Read the scan at ``path`` (image file, DICOM file, series or study folder) and segment it.
 
-        Stages timed on ``clock`` (a new one if ``None``): ``read``, ``preprocess``, ``inference``, ``invert``,
-        ``postprocess``.
+        Stages timed on ``clock`` (a new one if ``None``): ``read``, then those of :meth:`segment_scan`.
 
         Raises:
-            MedsegError: the scan cannot be read or its geometry is unsafe (see
-                :func:`medseg.io.readers.read_scan`).
+            MedsegError: the scan cannot be read, its geometry is unsafe (see :func:`medseg.io.readers.read_scan`),
+                or its model grid would exceed the limits.
         """
         clock = clock or StageClock()
-        start = time.perf_counter()
-        try:
-            data = self.preprocessing({"image": str(path)})
-        except Exception as err:
-            # MONAI's Compose wraps a transform's exception in "applying transform ...": hand on the reader's
-            # MedsegError (file and problem named) rather than the wrapper.
-            unwrapped = unwrap_medseg_error(err, path)  # the file and the cause, not MONAI's wrapper
-            if unwrapped is err:
-                raise
-            raise unwrapped from err
-        scan, read_seconds = self._reader.take_scan()
-        clock.seconds["read"] = clock.seconds.get("read", 0.0) + read_seconds
-        clock.seconds["preprocess"] = clock.seconds.get("preprocess", 0.0) + time.perf_counter() - start - read_seconds
+        with clock.stage("read"):
+            scan = read_scan(path, fix_geometry=self.options.fix_geometry)
+        return self.segment_scan(scan, clock)
+
+    def segment_scan(self, scan: Scan, clock: StageClock | None = None) -> Segmentation:
+        """Segment a scan already read: its grid checked, the bundle's chain, the network, back to the scan's grid,
+        postprocessing. Stages timed on ``clock``: ``preprocess``, ``inference``, ``invert``, ``postprocess``.
+
+        Raises:
+            MedsegError: the scan's grid resampled to the model spacing would exceed the limits
+                (:func:`medseg.io.limits.check_resampled_grid`), or a transform of the chain refuses the scan.
+        """
+        clock = clock or StageClock()
+        self._check_model_grid(scan)
+        with clock.stage("preprocess"):
+            data = self._preprocess(scan)
         image: MetaTensor = data["image"]
         model_shape = tuple(int(n) for n in image.shape[1:])
         with clock.stage("inference"):
             scores = self._scores(image)
-        grid_size = scan.image.GetSize()
         with clock.stage("invert"):
-            if self.inversion != "invertd":
-                scores, model_affine = self._unpadded(scores, image)
-            if self.inversion == "slabs":
-                labels = labels_on_grid(scores, model_affine, ras_affine(scan.image), grid_size)
-            elif self.inversion == "nearest":
-                model_labels = scores.argmax(dim=0, keepdim=True).to(torch.float32)
-                del scores
-                labels = labels_on_grid(
-                    model_labels, model_affine, ras_affine(scan.image), grid_size, interpolation="nearest"
-                )
-            else:
-                labels = self._invertd(scores, data)
+            labels = self._on_scan_grid(scores, data, scan)
         removed: dict[int, int] = {}
-        if self.postprocess:
+        if self.options.postprocess:
             with clock.stage("postprocess"):
                 spacing_zyx = scan.image.GetSpacing()[::-1]
-                removed = clean_label_map(labels, self.label_names, spacing_zyx, min_component_ml=self.min_component_ml)
+                removed = clean_label_map(
+                    labels, self.label_names, spacing_zyx, min_component_ml=self.options.min_component_ml
+                )
         label_image = sitk.GetImageFromArray(labels)
         label_image.CopyInformation(scan.image)
         return Segmentation(
             scan=scan, labels=label_image, model_shape=model_shape, removed_voxels=removed, seconds=dict(clock.seconds)
         )
+
+    def _check_model_grid(self, scan: Scan) -> None:
+        """Refuse, before preprocessing allocates it, a scan whose grid resampled to the chain's target spacing
+        would be too large (a NIfTI with 500 mm voxels, say)."""
+        shape, spacing = _chain_axes(scan, self.preprocessing)
+        check_resampled_grid(scan.path, shape, spacing, _target_spacing(self.preprocessing, len(shape)))
+
+    def _preprocess(self, scan: Scan) -> dict[Hashable, Any]:
+        """The bundle's chain (without its loader) on the scan's voxels."""
+        try:
+            return self.preprocessing({key: scan_tensor(scan, self.loader) for key in self._image_keys()})
+        except Exception as err:
+            # MONAI's Compose wraps a transform's exception in "applying transform ...": hand on a MedsegError
+            # (file and problem named) rather than the wrapper.
+            unwrapped = unwrap_medseg_error(err, scan.path)
+            if unwrapped is err:
+                raise
+            raise unwrapped from err
+
+    def _image_keys(self) -> list[Hashable]:
+        """The image key of the chain's loader (``"image"``); its other keys (``"label"``) are for training."""
+        return [self.loader.keys[0]]
+
+    def _on_scan_grid(self, scores: torch.Tensor, data: dict[Hashable, Any], scan: Scan) -> np.ndarray:
+        """The label map (z, y, x) on the scan's own grid, from the probabilities on the model grid."""
+        image: MetaTensor = data["image"]
+        grid_size = scan.image.GetSize()
+        if self.options.inversion == "invertd":
+            return self._invertd(scores, data)
+        scores, model_affine = self._unpadded(scores, image)
+        if self.options.inversion == "slabs":
+            return labels_on_grid(scores, model_affine, ras_affine(scan.image), grid_size)
+        model_labels = scores.argmax(dim=0, keepdim=True).to(torch.float32)
+        del scores
+        return labels_on_grid(model_labels, model_affine, ras_affine(scan.image), grid_size, interpolation="nearest")
 
     def _scores(self, image: MetaTensor) -> torch.Tensor:
         """Softmax probabilities ``(C, X', Y', Z')`` on the model grid (padded as the chain padded it), float32 on

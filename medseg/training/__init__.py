@@ -1,6 +1,7 @@
 """What MONAI's ignite workflows lack for the ``ct_unet`` bundle: option parsing for ``--key value`` overrides,
 the run folder, exact resume, the per-epoch metrics CSV with ETA, the fp32 deep-supervision loss wrapper, and
-per-case HD95 in millimetres; the model config that pins what a checkpoint was trained with.
+per-case HD95 in millimetres. What defines a model (the model config) lives in :mod:`medseg.model_spec`; its readers
+are re-exported here for the bundle configs (``$medseg.training.load_model_config(@ckpt_path)``).
 
 The names below load on first use (PEP 562), so that importing one submodule does not import torch, MONAI and ignite.
 """
@@ -12,13 +13,13 @@ from typing import TYPE_CHECKING
 from medseg.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
+    from medseg.model_spec import MODEL_KEYS, find_model_config, load_model_config, read_model_config
     from medseg.training.checkpoints import ResumableCheckpointSaver, ResumeFromCheckpoint
     from medseg.training.dataset_info import class_names, dataset_labels, median_spacing, target_spacing
     from medseg.training.engines import run_engine, run_training
     from medseg.training.epoch_report import EpochReport
     from medseg.training.losses import PartialLabelLoss, SegmentationLoss, build_loss, prepare_batch
     from medseg.training.metrics import HausdorffDistanceMM, PerCaseMetricsCSV
-    from medseg.training.model_config import MODEL_KEYS, find_model_config, load_model_config, read_model_config
     from medseg.training.options import amp_enabled, as_bool, check_options, resolve_device
     from medseg.training.recipe import (
         TimeBudget,
@@ -44,7 +45,7 @@ _EXPORTS = {
     "medseg.training.epoch_report": ("EpochReport",),
     "medseg.training.losses": ("PartialLabelLoss", "SegmentationLoss", "build_loss", "prepare_batch"),
     "medseg.training.metrics": ("HausdorffDistanceMM", "PerCaseMetricsCSV"),
-    "medseg.training.model_config": ("MODEL_KEYS", "find_model_config", "load_model_config", "read_model_config"),
+    "medseg.model_spec": ("MODEL_KEYS", "find_model_config", "load_model_config", "read_model_config"),
     "medseg.training.options": ("amp_enabled", "as_bool", "check_options", "resolve_device"),
     "medseg.training.recipe": (
         "TimeBudget",

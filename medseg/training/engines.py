@@ -3,11 +3,14 @@ one-line error (naming the file), not with MONAI's ``RuntimeError("applying tran
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from medseg.errors import MedsegError
-from medseg.training.run_dir import log_to_file, write_run_config
+from medseg.model_spec import check_model_config
+from medseg.training.run_dir import jsonable, log_to_file, write_run_config
 
 
 def run_engine(engine: Any) -> None:
@@ -45,9 +48,10 @@ def run_training(
     early_stop: Any = None,
     is_main_process: bool = True,
 ) -> None:
-    """The bundle's ``training`` step: log to ``run_dir/train.log`` and write ``run_config.json`` (main process),
-    attach the handlers that need the finished trainer (resume first, so it restores before the others start),
-    then :func:`run_engine`.
+    """The bundle's ``training`` step: check ``run_config`` as inference will read it
+    (:func:`medseg.model_spec.check_model_config`: a run never trains a model its config cannot describe), log to
+    ``run_dir/train.log`` and write ``run_config.json`` (main process), attach the handlers that need the finished
+    trainer (resume first, so it restores before the others start), then :func:`run_engine`.
 
     Args:
         handlers: attached to the trainer in every process, in order (``None`` entries are skipped).
@@ -55,6 +59,7 @@ def run_training(
         evaluator_handlers: attached to ``evaluator`` (the trainer's validator) in the main process only.
         early_stop: an ``EarlyStopHandler`` (or ``None``) that stops ``trainer``.
     """
+    check_model_config(json.loads(json.dumps(run_config, default=jsonable)), Path(run_dir) / "run_config.json")
     if is_main_process:
         log_to_file(run_dir)
         write_run_config(run_dir, run_config)

@@ -2,7 +2,7 @@
 
 Layout of ``output_dir``::
 
-    run_config.json          what defines the model of this run (medseg.training.model_config.MODEL_KEYS): evaluation
+    run_config.json          what defines the model of this run (medseg.model_spec.MODEL_KEYS): evaluation
                              and inference find it above checkpoints/; shipped as models/model_config.json
     train.log                the log of every run in this folder (appended on resume)
     metrics.csv              one row per epoch (medseg.training.epoch_report.EpochReport)
@@ -113,11 +113,12 @@ def write_run_config(output_dir: str | Path, values: dict[str, Any], filename: s
     """
     path = Path(output_dir) / filename
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(values, indent=2, default=_jsonable) + "\n")
+        tmp.write_text(json.dumps(values, indent=2, default=jsonable) + "\n")
     return str(path)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON can hold it (arrays and tuples as lists, anything else as its string)."""
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, (set, tuple)):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from medseg.training.model_config import MODEL_KEYS
+from medseg.model_spec import MODEL_KEYS
 from tests.bundle.conftest import CONFIGS
 from tests.inference.helpers import MODEL_CONFIG
 

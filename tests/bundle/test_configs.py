@@ -18,8 +18,8 @@ from monai.transforms import Compose, Invertd
 from medseg.datasets import label_names
 from medseg.errors import ManifestError
 from medseg.io.monai_reader import unwrap_medseg_error
+from medseg.model_spec import MODEL_KEYS, read_model_config
 from medseg.networks import AxialSliceInferer
-from medseg.training.model_config import MODEL_KEYS, read_model_config
 from tests.bundle.conftest import BUNDLE, CONFIGS
 from tests.bundle.synthetic import LABELS, SHAPE, synthetic_affine
 

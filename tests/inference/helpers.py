@@ -52,7 +52,7 @@ def make_test_bundle(
     ``models/model.pt`` with their ``models/model_config.json`` (:data:`MODEL_CONFIG`, updated with the
     ``overrides`` that are model keys; the other overrides go into ``inference.json`` with
     :data:`INFERENCE_SETTINGS`)."""
-    from medseg.training.model_config import MODEL_KEYS, read_model_config
+    from medseg.model_spec import MODEL_KEYS, read_model_config
 
     if destination.exists():
         shutil.rmtree(destination)

@@ -216,7 +216,7 @@ def test_a_model_file_brings_its_run_config(test_bundle: Path, tmp_path: Path, n
     from monai.bundle import ConfigParser
 
     from medseg.inference.bundle import inference_config_files
-    from medseg.training.model_config import read_model_config
+    from medseg.model_spec import read_model_config
     from tests.inference.helpers import MODEL_CONFIG, body_phantom
 
     run = tmp_path / "run"
@@ -279,3 +279,91 @@ def test_a_body_larger_than_the_window_is_not_padded(segmenter: Segmenter, tmp_p
     result = segmenter.segment(path)
     assert all(n > 64 for n in result.model_shape)  # the body crop itself, larger than the 64^3 window
     _check_on_scan_grid(result.labels, path)
+
+
+def test_the_read_is_explicit_and_the_chain_runs_on_the_scan_in_memory(segmenter: Segmenter, tmp_path: Path) -> None:
+    """Issue 10.1: read_scan -> segment_scan; the chain's LoadImaged is not run, so a scan read before its file
+    went away still segments, with the same labels as segment(path)."""
+    from tests.inference.helpers import body_phantom
+
+    path = tmp_path / "phantom.nii.gz"
+    sitk.WriteImage(body_phantom(), str(path))
+    from_path = sitk.GetArrayFromImage(segmenter.segment(path).labels)
+    scan = read_scan(path)
+    path.unlink()
+    clock = StageClock()
+    result = segmenter.segment_scan(scan, clock)
+    assert result.scan is scan and set(clock.seconds) == STAGES - {"read"}
+    assert np.array_equal(sitk.GetArrayViewFromImage(result.labels), from_path)
+    assert not any(type(t).__name__ == "LoadImaged" for t in segmenter.preprocessing.transforms)
+    assert not hasattr(segmenter, "_reader")  # no reader keeping the last scan as hidden state
+
+
+def test_options_are_one_frozen_object_recorded_in_the_settings(test_bundle: Path) -> None:
+    import argparse
+    import dataclasses
+
+    from medseg.inference.options import SegmentOptions
+
+    args = argparse.Namespace(bundle=str(test_bundle), model=None, device="cpu", tta=True, postprocess=False, x=1)
+    options = SegmentOptions.from_args(args)
+    assert options == SegmentOptions(bundle=test_bundle, device="cpu", tta=True, postprocess=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.tta = False  # type: ignore[misc]
+    segmenter = Segmenter(options)
+    assert segmenter.options is options and segmenter.tta is True
+    assert segmenter.settings() == {
+        "config_sha256": segmenter.config_sha256,
+        "model_sha256": segmenter.model_sha256,
+        **options.recorded(),
+    }
+    assert options.recorded()["min_component_ml"] is None  # no postprocessing: no component size applies
+    with pytest.raises(MedsegError, match="inversion must be one of"):
+        SegmentOptions(inversion="cubic")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Segmenter(options, tta=False)
+
+
+def test_a_model_folder_that_would_run_code_is_refused_and_nothing_runs(test_bundle: Path, tmp_path: Path) -> None:
+    """Issue 11.1: --model DIR/model.pt with a hostile model_config.json beside it."""
+    import json
+    import shutil
+
+    marker = tmp_path / "EXECUTED"
+    payload = f"$__import__('os').system('touch {marker}')"
+    hostile: list[tuple[str, object]] = [
+        ("hu_window", payload),
+        ("norm", payload),
+        ("network", payload),
+        ("channels", [payload, 32]),
+        ("network", {"_target_": "os.system", "command": f"touch {marker}"}),
+        ("_target_", "os.system"),
+        ("spacing", "@network_def"),
+    ]
+    config = json.loads((test_bundle / "models" / "model_config.json").read_text())
+    for key, value in hostile:
+        folder = tmp_path / f"model_{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        shutil.copy(test_bundle / "models" / "model.pt", folder / "model.pt")
+        (folder / "model_config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(MedsegError) as caught:
+            Segmenter(test_bundle, device="cpu", model_file=folder / "model.pt")
+        message = str(caught.value)
+        assert str(folder / "model_config.json") in message and key in message and "\n" not in message
+    assert not marker.exists()
+
+
+def test_a_resampled_grid_over_the_limit_is_refused_before_preprocessing(
+    segmenter: Segmenter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11.5: the model grid's size is checked from the header geometry before the chain allocates it."""
+    from tests.inference.helpers import body_phantom
+
+    path = tmp_path / "coarse.nii.gz"
+    sitk.WriteImage(body_phantom(size_xyz=(48, 40, 24), spacing=(20.0, 20.0, 40.0)), str(path))
+    monkeypatch.setenv("MEDSEG_MAX_RESAMPLED_VOXELS", "100000")  # the model grid here: 205 x 171 x 384
+    clock = StageClock()
+    with pytest.raises(InputError, match=r"coarse\.nii\.gz.*MEDSEG_MAX_RESAMPLED_VOXELS") as caught:
+        segmenter.segment(path, clock)
+    assert "205x171x384" in str(caught.value)
+    assert "preprocess" not in clock.seconds

@@ -14,7 +14,7 @@ import torch
 from monai.data import load_net_with_metadata
 
 from medseg.inference.segmenter import Segmenter
-from medseg.training.model_config import read_model_config
+from medseg.model_spec import read_model_config
 from pipelines.ship_model import build_network, example_input, main
 from tests.inference.helpers import MODEL_CONFIG, body_phantom, make_test_bundle
 
