@@ -43,7 +43,6 @@ from torch import nn
 
 from medseg.errors import InputError, MedsegError
 from medseg.inference.bundle import (
-    DEFAULT_BUNDLE,
     INFERENCE_CONFIG,
     METADATA,
     MODEL_FILE,
@@ -168,7 +167,7 @@ class Segmenter:
 
     def __init__(
         self,
-        bundle: str | os.PathLike[str] = DEFAULT_BUNDLE,
+        bundle: str | os.PathLike[str] | None = None,
         device: str | torch.device = "auto",
         tta: bool = False,
         postprocess: bool = True,
