@@ -1,4 +1,5 @@
-"""The bundle's own ``inference.json`` (on its own, as ``python -m monai.bundle run`` parses it) on a real scan far smaller than the sliding window, with a tiny random network and no data manifest."""
+"""The bundle's own ``inference.json`` (on its own, as ``python -m monai.bundle run`` parses it) on a real scan far
+smaller than the sliding window, with a tiny random network and no data manifest."""
 
 from __future__ import annotations
 
