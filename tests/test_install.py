@@ -45,7 +45,7 @@ def _build_wheel(tmp_path: Path, env: dict[str, str]) -> Path:
         shutil.copytree(REPO_ROOT / name, source / name, symlinks=True, ignore=skip)
     wheels = tmp_path / "wheels"
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), "."]
-    _run([*command, "--disable-pip-version-check", "-q"], source, env, timeout=300)
+    _run([*command, "--disable-pip-version-check", "-q"], source, env, timeout=900)
     (wheel,) = wheels.glob("medseg-*.whl")
     return wheel
 
@@ -53,22 +53,24 @@ def _build_wheel(tmp_path: Path, env: dict[str, str]) -> Path:
 def _fresh_venv(folder: Path, wheel: Path, env: dict[str, str]) -> Path:
     """A virtual environment with the wheel installed and this interpreter's packages (minus medseg's editable
     hook: a path in a ``.pth`` file is added to ``sys.path``, the ``.pth`` files inside it are not run)."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=600)
     python = folder / "bin" / "python"
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
         check=True,
         capture_output=True,
         text=True,
+        timeout=600,
     ).stdout.strip()
     (Path(purelib) / "medseg-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     command = [str(python), "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "-q", str(wheel)]
-    _run(command, folder, env, timeout=300)
+    _run(command, folder, env, timeout=900)
     return folder
 
 
 @pytest.mark.slow
 @pytest.mark.data
+@pytest.mark.timeout(3600)  # a wheel, a venv and a real scan on a shared 2-core machine
 def test_the_installed_wheel_segments_a_real_scan_with_its_shipped_model(data_root: Path, tmp_path: Path) -> None:
     from medseg.datasets import prepare_dataset
 
@@ -84,7 +86,7 @@ def test_the_installed_wheel_segments_a_real_scan_with_its_shipped_model(data_ro
         [str(venv / "bin" / "python"), "-c", "import medseg.config as c; print(c.__file__); print(c.default_bundle())"],
         elsewhere,
         env,
-        timeout=120,
+        timeout=600,
     ).split()
     installed = venv.resolve()
     assert all(Path(path).resolve().is_relative_to(installed) for path in where), where
@@ -93,7 +95,7 @@ def test_the_installed_wheel_segments_a_real_scan_with_its_shipped_model(data_ro
         [str(venv / "bin" / "medseg"), "segment", str(scan), "out", "--device", "cpu", "--no-progress"],
         elsewhere,
         env,
-        timeout=900,
+        timeout=1800,
     )
     case_id = scan.name.removesuffix(".nii.gz")
     record = json.loads((elsewhere / "out" / case_id / "case.json").read_text())

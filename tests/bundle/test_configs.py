@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, verify_metadata
+from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 from monai.transforms import Compose, Invertd
@@ -271,6 +271,22 @@ def test_inference_config_exposes_what_a_python_caller_needs(tmp_path: Path) -> 
     flat = str(write_model_config(tmp_path / "2d", spatial_dims=2, patch_size=[32, 32]))
     slices = parse(("inference.json",), ckpt_path=flat, device="cpu").get_parsed_content("inferer")
     assert isinstance(slices, AxialSliceInferer) and slices.sw_batch_size == 32
+
+
+def test_verify_net_in_out_passes_on_inference_json_alone_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the user's check, outside the repository: bundle_root (hence the weights' model config) is still found
+    monkeypatch.chdir(tmp_path)
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(CONFIGS / "inference.json"),
+        device="cpu",
+    )
+    parser = parse(("inference.json",))
+    assert Path(parser.get_parsed_content("bundle_root")) == BUNDLE.resolve()
+    assert "medseg" in json.loads((CONFIGS / "metadata.json").read_text())["required_packages_version"]
 
 
 def test_early_stopping_is_off_by_default_and_wired_when_asked(synthetic_msd: Path) -> None:
