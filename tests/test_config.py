@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from medseg.config import cache_root, data_root
+from medseg.config import REPO_ROOT, SHIPPED_BUNDLE, bundle_root, cache_root, data_root
 from medseg.errors import MedsegError
 
 
@@ -41,3 +41,18 @@ def test_errors_survive_pickling() -> None:
     err = pickle.loads(pickle.dumps(GeometryError("/scan/a.dcm", "slice gap of 202.5 mm")))
     assert isinstance(err, GeometryError)
     assert str(err) == "/scan/a.dcm: slice gap of 202.5 mm"
+
+
+def test_the_shipped_bundle_is_the_repository_bundle_in_a_checkout() -> None:
+    assert SHIPPED_BUNDLE.resolve() == (REPO_ROOT / "bundles" / "ct_unet").resolve()
+    assert (SHIPPED_BUNDLE / "models" / "model.pt").is_file()
+
+
+def test_bundle_root_of_the_configs_is_the_working_directory_only_inside_a_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert bundle_root() == str(SHIPPED_BUNDLE.resolve())  # elsewhere, as from the repository root
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "inference.json").write_text("{}")
+    assert bundle_root() == str(tmp_path)  # the model-zoo way: run from inside the bundle

@@ -440,7 +440,7 @@ def segment_folder(
             _barrier()
         if segmenter is None:
             segmenter = Segmenter(
-                bundle if bundle is not None else "bundles/ct_unet",
+                bundle,
                 device=_device_for(device, shard),
                 tta=tta,
                 postprocess=postprocess,

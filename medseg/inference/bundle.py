@@ -1,6 +1,7 @@
 """Find a MONAI bundle and what ``medseg segment`` needs from it: its inference config, metadata, label names and
 trained weights.
 
+No bundle named: ``$MEDSEG_BUNDLE``, else the bundle shipped inside the package (:func:`medseg.config.default_bundle`).
 A bundle path given relative to the working directory is used as it is when it exists there; otherwise it is looked
 up relative to the repository root (``bundles/ct_unet`` works from any working directory of a checkout).
 """
@@ -12,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medseg.config import REPO_ROOT
+from medseg.config import REPO_ROOT, default_bundle
 from medseg.errors import InputError, MedsegError
 from medseg.io.json_file import read_json_object
 
@@ -27,13 +28,14 @@ METADATA = Path("configs") / "metadata.json"
 MODEL_FILE = Path("models") / "model.pt"
 
 
-def resolve_bundle(bundle: str | os.PathLike[str] = DEFAULT_BUNDLE) -> Path:
-    """The bundle folder: ``bundle`` itself when it exists, else ``bundle`` under the repository root.
+def resolve_bundle(bundle: str | os.PathLike[str] | None = None) -> Path:
+    """The bundle folder: ``bundle`` itself when it exists, else ``bundle`` under the repository root; ``None``:
+    :func:`medseg.config.default_bundle`.
 
     Raises:
         InputError: neither exists, or the folder has no ``configs/inference.json``.
     """
-    path = Path(bundle).expanduser()
+    path = default_bundle() if bundle is None else Path(bundle).expanduser()
     candidates = [path] if path.is_absolute() else [path, REPO_ROOT / path]
     for candidate in candidates:
         if candidate.is_dir():

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medseg.inference.bundle import DEFAULT_BUNDLE
+from medseg.config import BUNDLE_ENV
 from medseg.inference.formats import FORMATS
 
 DESCRIPTION = (
@@ -34,8 +34,8 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", type=Path, help="output folder (created)")
     parser.add_argument(
         "--bundle",
-        default=DEFAULT_BUNDLE,
-        help=f"MONAI bundle folder; looked up in the repository when not found here (default {DEFAULT_BUNDLE})",
+        help=f"MONAI bundle folder; looked up in the repository when not found here (default: ${BUNDLE_ENV}, else "
+        "the bundle shipped with medseg)",
     )
     parser.add_argument(
         "--model",

@@ -1,5 +1,5 @@
-"""The bundle's own ``inference.json`` (train.json + inference.json, as ``python -m monai.bundle run`` parses them)
-on a real scan far smaller than the sliding window, with a tiny random network and no data manifest."""
+"""The bundle's own ``inference.json`` (on its own, as ``python -m monai.bundle run`` parses it) on a real scan far
+smaller than the sliding window, with a tiny random network and no data manifest."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ ORGANS: dict[str, int] = MODEL_CONFIG["labels"]
 
 
 def bundle_run_parser(tmp_path: Path, inputs: Path, **changes: Any) -> ConfigParser:
-    """``train.json`` + ``inference.json`` as ``python -m monai.bundle run`` parses them, on ``inputs``, with seeded
+    """``inference.json`` as ``python -m monai.bundle run`` parses it, on ``inputs``, with seeded
     random weights in ``tmp_path/models`` beside their model config (:data:`MODEL_CONFIG` with the model-key
     ``changes``; other ``changes`` override bundle keys)."""
     models = tmp_path / "models"
@@ -29,11 +29,11 @@ def bundle_run_parser(tmp_path: Path, inputs: Path, **changes: Any) -> ConfigPar
     model_config = {**MODEL_CONFIG, **{key: value for key, value in changes.items() if key in MODEL_KEYS}}
     (models / "model_config.json").write_text(json.dumps(model_config))
     parser = ConfigParser()
-    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "inference.json")])
+    parser.read_config(str(CONFIGS / "inference.json"))
     parser.update(
         {
             "ckpt_path": str(models / "model.pt"),
-            "input_dir": str(inputs),
+            "dataset_dir": str(inputs),
             "output_dir": str(tmp_path / "out"),
             "device": "cpu",
             **{key: value for key, value in changes.items() if key not in MODEL_KEYS},
@@ -41,7 +41,6 @@ def bundle_run_parser(tmp_path: Path, inputs: Path, **changes: Any) -> ConfigPar
     )
     torch.manual_seed(0)
     torch.save(parser.get_parsed_content("network_def").state_dict(), models / "model.pt")
-    parser.get_parsed_content("initialize")
     return parser
 
 

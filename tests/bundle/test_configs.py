@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, verify_metadata
+from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 from monai.transforms import Compose, Invertd
@@ -187,20 +187,24 @@ def test_run_config_holds_every_key_that_defines_the_model(synthetic_msd: Path, 
     assert read_model_config(tmp_path / "run_config.json") == run_config  # consistent as written
 
 
-@pytest.mark.parametrize("overlay", ["inference.json", "evaluate.json"])
+@pytest.mark.parametrize("files", [("inference.json",), ("train.json", "evaluate.json")])
 def test_inference_and_evaluation_take_the_model_from_its_config_not_the_manifest(
-    overlay: str, tmp_path: Path, no_manifest: None
+    files: tuple[str, ...], tmp_path: Path, no_manifest: None
 ) -> None:
-    content = json.loads((CONFIGS / overlay).read_text())
+    content = json.loads((CONFIGS / files[-1]).read_text())
     assert content["model_config"] == "$medseg.training.load_model_config(@ckpt_path)"
-    assert {key: content.get(key) for key in MODEL_KEYS} == {key: f"$@model_config['{key}']" for key in MODEL_KEYS}
-    if overlay == "evaluate.json":  # evaluated on the validation split of the dataset it was trained on
+    model_keys = {key: value for key, value in content.items() if key in MODEL_KEYS}
+    assert model_keys == {key: f"$@model_config['{key}']" for key in model_keys}
+    if files[-1] == "evaluate.json":  # evaluated on the validation split of the dataset it was trained on
+        assert set(model_keys) == set(MODEL_KEYS)
         assert content["dataset_name"] == "$@model_config['dataset_name']"
     # spacing and labels unlike any dataset's: they can only come from the model config
     weights = write_model_config(tmp_path / "run", spacing=[3.0, 2.5, 2.0], labels={"background": 0, "Tumour": 1})
-    parser = parse(("train.json", overlay), ckpt_path=str(weights), device="cpu")
+    parser = parse(files, ckpt_path=str(weights), device="cpu")
     assert parser.get_parsed_content("spacing") == [3.0, 2.5, 2.0]
-    assert parser.get_parsed_content("class_names") == ["Tumour"] and parser.get_parsed_content("num_classes") == 2
+    assert parser.get_parsed_content("num_classes") == 2
+    if "class_names" in parser:
+        assert parser.get_parsed_content("class_names") == ["Tumour"]
     spacing = next(t for t in parser.get_parsed_content("preprocessing").transforms if type(t).__name__ == "Spacingd")
     assert spacing.spacing_transform.pixdim.tolist() == [3.0, 2.5, 2.0]
     network = parser.get_parsed_content("network_def")
@@ -208,6 +212,22 @@ def test_inference_and_evaluation_take_the_model_from_its_config_not_the_manifes
     with pytest.raises(RuntimeError) as caught:  # the manifest really is out of reach: training needs it
         parse(("train.json",), device="cpu").get_parsed_content("spacing")
     assert isinstance(unwrap_medseg_error(caught.value), ManifestError)
+
+
+def test_inference_runs_the_chain_of_training_on_the_image(synthetic_msd: Path, tmp_path: Path) -> None:
+    # inference.json writes the chain out for the image alone (it runs without train.json): the same transforms
+    # with the same options, so a scan reaches the network exactly as in validation
+    weights = str(write_model_config(tmp_path, labels=dict(LABELS), spacing=[2.0, 2.0, 2.0], hu_window="head_neck"))
+    inference = parse(("inference.json",), ckpt_path=weights).get_parsed_content("preprocessing")
+    training = synthetic_parser(synthetic_msd, spacing=[2.0, 2.0, 2.0], patch_size=[32, 32, 32])
+    image = _case(synthetic_msd)["image"]
+    expected = training.get_parsed_content("preprocessing")({"image": image})["image"]
+    got = inference({"image": image})["image"]
+    assert [type(t).__name__ for t in inference.transforms] == [
+        type(t).__name__ for t in training.get_parsed_content("preprocessing").transforms
+    ]
+    assert got.shape == expected.shape and torch.equal(got.as_tensor(), expected.as_tensor())
+    np.testing.assert_array_equal(got.affine.numpy(), expected.affine.numpy())
 
 
 def test_small_crops_are_mirror_padded_to_the_window_and_the_padding_is_undone(synthetic_msd: Path) -> None:
@@ -237,20 +257,38 @@ def test_small_crops_are_mirror_padded_to_the_window_and_the_padding_is_undone(s
     assert np.allclose(restored["pred"].affine.numpy(), synthetic_affine(), atol=1e-6)
 
 
-def test_inference_overlay_exposes_what_a_python_caller_needs(synthetic_msd: Path, tmp_path: Path) -> None:
+def test_inference_config_exposes_what_a_python_caller_needs(tmp_path: Path) -> None:
     weights = str(write_model_config(tmp_path, labels=dict(LABELS)))
-    parser = synthetic_parser(synthetic_msd, files=("train.json", "inference.json"), ckpt_path=weights)
-    for key in ("network_def", "preprocessing", "inferer", "postprocessing"):
+    parser = parse(("inference.json",), ckpt_path=weights, device="cpu", dataset_dir=str(tmp_path))
+    for key in ("network_def", "preprocessing", "inferer", "postprocessing", "inference_network", "evaluator"):
         assert parser.get_parsed_content(key) is not None
     steps = [type(t).__name__ for t in parser.get_parsed_content("postprocessing").transforms]
     assert steps == ["AsDiscreted", "Invertd", "SaveImaged"]  # argmax first: the uint8 map is inverted (nearest)
     inferer = parser.get_parsed_content("inferer")
-    assert inferer.overlap == 0.5 and inferer.mode == "gaussian"
-    probs = synthetic_parser(
-        synthetic_msd, files=("train.json", "inference.json"), ckpt_path=weights, invert_probabilities=True
+    assert isinstance(inferer, SlidingWindowInferer) and not isinstance(inferer, AxialSliceInferer)
+    assert inferer.overlap == 0.5 and inferer.mode == "gaussian" and inferer.sw_batch_size == 4
+    assert parser.get_parsed_content("inference_network") is parser.get_parsed_content("network_def")
+    tta = parse(("inference.json",), ckpt_path=weights, device="cpu", tta=True)
+    assert tta.get_parsed_content("inference_network").flip_dims == [[3], [4], [3, 4]]  # never left-right
+    flat = str(write_model_config(tmp_path / "2d", spatial_dims=2, patch_size=[32, 32]))
+    slices = parse(("inference.json",), ckpt_path=flat, device="cpu").get_parsed_content("inferer")
+    assert isinstance(slices, AxialSliceInferer) and slices.sw_batch_size == 32
+
+
+def test_verify_net_in_out_passes_on_inference_json_alone_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the user's check, outside the repository: bundle_root (hence the weights' model config) is still found
+    monkeypatch.chdir(tmp_path)
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(CONFIGS / "inference.json"),
+        device="cpu",
     )
-    steps = [type(t).__name__ for t in probs.get_parsed_content("postprocessing").transforms]
-    assert steps == ["Activationsd", "Invertd", "AsDiscreted", "SaveImaged"]
+    parser = parse(("inference.json",))
+    assert Path(parser.get_parsed_content("bundle_root")) == BUNDLE.resolve()
+    assert "medseg" in json.loads((CONFIGS / "metadata.json").read_text())["required_packages_version"]
 
 
 def test_early_stopping_is_off_by_default_and_wired_when_asked(synthetic_msd: Path) -> None:

@@ -42,7 +42,7 @@ MODEL_CONFIG: dict[str, Any] = {
     "deep_supervision": True,
 }
 # Inference settings of the test bundle's inference.json.
-INFERENCE_SETTINGS = {"sw_batch_size": 2, "overlap": 0.25}
+INFERENCE_SETTINGS = {"sw_batch_size": 2, "sw_overlap": 0.25}
 
 
 def make_test_bundle(

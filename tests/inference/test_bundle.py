@@ -24,6 +24,23 @@ def test_default_bundle_resolves_from_any_working_directory(tmp_path: Path, monk
     assert resolve_bundle("bundles/ct_unet") == (REPO_ROOT / "bundles" / "ct_unet").resolve()
 
 
+def test_no_bundle_named_is_the_environment_variable_else_the_shipped_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEDSEG_BUNDLE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_bundle(None) == (REPO_ROOT / "bundles" / "ct_unet").resolve()  # the package's link to it
+    other = tmp_path / "other"
+    (other / "configs").mkdir(parents=True)
+    (other / "configs" / "inference.json").write_text("{}")
+    monkeypatch.setenv("MEDSEG_BUNDLE", str(other))
+    assert resolve_bundle(None) == other.resolve()
+    assert resolve_bundle("bundles/ct_unet") == (REPO_ROOT / "bundles" / "ct_unet").resolve()  # named: wins
+    monkeypatch.setenv("MEDSEG_BUNDLE", str(tmp_path / "gone"))
+    with pytest.raises(InputError, match="bundle folder not found"):
+        resolve_bundle(None)
+
+
 def test_a_bundle_in_the_working_directory_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     local = tmp_path / "bundles" / "ct_unet" / "configs"
     local.mkdir(parents=True)
@@ -39,9 +56,12 @@ def test_missing_or_incomplete_bundle(tmp_path: Path) -> None:
         resolve_bundle(tmp_path)
 
 
-def test_overlay_inference_config_reads_train_json_first() -> None:
-    files = inference_config_files(REPO_ROOT / "bundles" / "ct_unet")
-    assert [f.name for f in files] == ["train.json", "inference.json"]
+def test_the_shipped_inference_config_stands_alone_and_an_overlay_reads_train_json_first(tmp_path: Path) -> None:
+    assert [f.name for f in inference_config_files(REPO_ROOT / "bundles" / "ct_unet")] == ["inference.json"]
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "inference.json").write_text('{"output_dir": "out"}')
+    (tmp_path / "configs" / "train.json").write_text("{}")
+    assert [f.name for f in inference_config_files(tmp_path)] == ["train.json", "inference.json"]
 
 
 def test_label_names_come_from_the_metadata_channel_def() -> None:
