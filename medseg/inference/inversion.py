@@ -145,7 +145,7 @@ def uniform_cells(model_labels: np.ndarray) -> np.ndarray:
     return cells
 
 
-def _axis_permutation(linear: np.ndarray, extents: Sequence[int]) -> list[int] | None:
+def axis_permutation(linear: np.ndarray, extents: Sequence[int]) -> list[int] | None:
     """For a scan-to-model index matrix that only scales, flips and permutes axes: the model axis each scan axis
     maps to (``None`` for an oblique one, where a model coordinate depends on more than one scan index)."""
     axes = [int(np.argmax(np.abs(linear[:, axis]))) for axis in range(3)]
@@ -242,7 +242,7 @@ def labels_on_grid(
     model_sizes = [int(n) for n in probabilities.shape[1:]]
     to_model = np.linalg.solve(model_np, grid_np)  # scan voxel (x, y, z, 1) -> continuous model index
     linear, offset = to_model[:3, :3], to_model[:3, 3]
-    axes = _axis_permutation(linear, grid_size)
+    axes = axis_permutation(linear, grid_size)
     ranges = [np.arange(x0, x1), np.arange(y0, y1)]
     if slab is None:
         slab = max(1, SLAB_VOXELS // ((x1 - x0) * (y1 - y0)))

@@ -55,6 +55,7 @@ from medseg.inference.bundle import (
     resolve_bundle,
 )
 from medseg.inference.inversion import labels_on_grid
+from medseg.inference.model_grid import streamed_preprocessing
 from medseg.inference.postprocess import DEFAULT_MIN_COMPONENT_ML, clean_label_map
 from medseg.inference.precision import Precision, PrecisionPredictor, check_precision, prepare_network
 from medseg.io.geometry import ras_affine
@@ -220,7 +221,7 @@ class Segmenter:
         self.config = parser
         self.label_names: dict[int, str] = self._label_names()
         self.label_table: dict[int, LabelInfo] = label_table(self.label_names)
-        self.preprocessing: Compose = self._parsed("preprocessing")
+        self.preprocessing: Compose = streamed_preprocessing(self._parsed("preprocessing"), inversion != "invertd")
         self._padding = _trailing_padding(self.preprocessing)
         self.inferer: Callable[..., Any] = self._parsed("inferer")
         if hasattr(self.inferer, "progress"):
