@@ -1,11 +1,12 @@
-"""The inversion lever: medseg's slab-wise ``labels_on_grid`` (model grid -> scan grid, every class's probability
-interpolated at every scan voxel) against :func:`benchmarks.fast_inversion.labels_on_grid_fast` (the same labels,
-interpolating only where the 8 surrounding model voxels disagree) and medseg's ``inversion="nearest"`` (argmax on the
-model grid, nearest-neighbour labels: blockier), on the same network output.
+"""The inversion: medseg's default ``labels_on_grid`` (model grid -> scan grid, interpolating only where the 8
+surrounding model voxels disagree: ``uniform_cells``) against ``labels_on_grid_resampled`` (every class's
+probability interpolated at every scan voxel, MONAI ``SpatialResample`` slab by slab: the previous default and the
+reference, ``resampled``) and medseg's ``inversion="nearest"`` (argmax on the model grid, nearest-neighbour labels:
+blockier), on the same network output.
 
 Each method runs in a fresh process per repetition (A B C A B C ...): set-up (read, preprocess, sliding window,
 softmax) untimed, then the inversion timed and its labels saved; the labels of each method are compared with the
-current (``slabs``) labels: identical voxel fraction and per-label Dice.
+reference (``resampled``) labels: identical voxel fraction and per-label Dice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from benchmarks.agreement import dice_per_label
 from benchmarks.harness import log, median_of, run_fresh, start_measuring, summarize
 
-METHODS = ("slabs", "uniform_cells", "nearest")
+METHODS = ("resampled", "uniform_cells", "nearest")
 
 
 def inversion_task(image: str, model_file: str, bundle: str, method: str, labels_out: str) -> dict[str, Any]:
@@ -27,10 +28,9 @@ def inversion_task(image: str, model_file: str, bundle: str, method: str, labels
     import torch
     from monai.transforms import Padd
 
-    from benchmarks.fast_inversion import labels_on_grid_fast
     from benchmarks.network import pad_to_window
     from medseg.inference import Segmenter
-    from medseg.inference.inversion import labels_on_grid
+    from medseg.inference.inversion import labels_on_grid, labels_on_grid_resampled
     from medseg.io.geometry import ras_affine
     from medseg.io.readers import read_scan
 
@@ -48,12 +48,11 @@ def inversion_task(image: str, model_file: str, bundle: str, method: str, labels
     scores = torch.softmax(logits.float(), dim=0)
     grid_affine, grid_size = ras_affine(scan.image), scan.image.GetSize()
     model_affine = volume.affine
-    info: dict[str, float] = {}
     start = start_measuring()
-    if method == "slabs":
-        labels = labels_on_grid(scores, model_affine, grid_affine, grid_size)
+    if method == "resampled":
+        labels = labels_on_grid_resampled(scores, model_affine, grid_affine, grid_size)
     elif method == "uniform_cells":
-        labels, info = labels_on_grid_fast(scores, model_affine, grid_affine, grid_size)
+        labels = labels_on_grid(scores, model_affine, grid_affine, grid_size)
     elif method == "nearest":
         model_labels = scores.argmax(dim=0, keepdim=True).to(torch.float32)
         labels = labels_on_grid(model_labels, model_affine, grid_affine, grid_size, interpolation="nearest")
@@ -66,12 +65,11 @@ def inversion_task(image: str, model_file: str, bundle: str, method: str, labels
         "model_shape": list(scores.shape[1:]),
         "scan_size": list(grid_size),
         "classes": int(scores.shape[0]),
-        **info,
     }
 
 
 def run_inversion(image: str, model_file: str, bundle: str, work_dir: Path, repetitions: int) -> dict[str, Any]:
-    """All methods interleaved on ``image``; medians, speedups over ``slabs`` and label agreement with it."""
+    """All methods interleaved on ``image``; medians, speedups over ``resampled`` and label agreement with it."""
     folder = work_dir / "inversion"
     folder.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict[str, Any]]] = {method: [] for method in METHODS}
@@ -90,14 +88,14 @@ def run_inversion(image: str, model_file: str, bundle: str, work_dir: Path, repe
                 f"{result['seconds']:.2f} s, peak {result['peak_rss_mib']:.0f} MiB" if result["ok"] else result["error"]
             )
             log(f"inversion {method} #{repetition + 1}/{repetitions}: {shown}")
-    current = median_of(runs["slabs"], "seconds")
+    current = median_of(runs["resampled"], "seconds")
     results: dict[str, Any] = {"input": image, "methods": {}}
-    reference_path = folder / "slabs.npy"
+    reference_path = folder / "resampled.npy"
     reference = np.load(reference_path) if reference_path.is_file() else None
     for method in METHODS:
-        summary = summarize(runs[method], ("seconds", "peak_rss_mib", "mixed_fraction"))
+        summary = summarize(runs[method], ("seconds", "peak_rss_mib"))
         seconds = median_of(runs[method], "seconds")
-        summary["speedup_vs_slabs"] = None if not (seconds and current) else current / seconds
+        summary["speedup_vs_resampled"] = None if not (seconds and current) else current / seconds
         path = folder / f"{method}.npy"
         if reference is not None and path.is_file():
             labels = np.load(path)

@@ -217,9 +217,10 @@ def _inversion(section: Mapping[str, Any]) -> list[str]:
         "## Inversion lever: model grid -> scan grid",
         "",
         f"Network output {'x'.join(map(str, section.get('model_shape', [])))} onto the scan grid "
-        f"{'x'.join(map(str, section.get('scan_size', [])))} ({section['input']}). `slabs` is medseg's current "
-        "`labels_on_grid`; `uniform_cells` interpolates only where the 8 surrounding model voxels disagree "
-        '(benchmarks/fast_inversion.py); `nearest` is medseg\'s `inversion="nearest"`.',
+        f"{'x'.join(map(str, section.get('scan_size', [])))} ({section['input']}). `uniform_cells` is medseg's "
+        "`labels_on_grid` (the default: interpolates only where the 8 surrounding model voxels disagree); `resampled` "
+        "is `labels_on_grid_resampled` (every class at every voxel, the previous default and the reference); "
+        '`nearest` is medseg\'s `inversion="nearest"`.',
         "",
     ]
     rows = []
@@ -228,15 +229,14 @@ def _inversion(section: Mapping[str, Any]) -> list[str]:
             [
                 method,
                 _num(_median(summary, "seconds")),
-                _num(summary.get("speedup_vs_slabs"), 2, "x"),
+                _num(summary.get("speedup_vs_resampled"), 2, "x"),
                 _num(_median(summary, "peak_rss_mib"), 0),
-                _num(_median(summary, "mixed_fraction"), 3),
                 _num(summary.get("identical_fraction"), 6),
                 _num(summary.get("min_label_dice"), 4),
             ]
         )
     lines += _table(
-        ["method", "s (median)", "speedup", "peak MiB", "interpolated share", "identical to slabs", "min label Dice"],
+        ["method", "s (median)", "speedup", "peak MiB", "identical to resampled", "min label Dice"],
         rows,
     )
     for method, summary in section["methods"].items():

@@ -40,7 +40,7 @@ def test_quick_run_of_the_data_free_sections(tmp_path: Path, monkeypatch: pytest
     }
 
     methods = results["sections"]["inversion"]["methods"]
-    assert all(methods[m]["ok"] == 1 for m in ("slabs", "uniform_cells", "nearest"))
+    assert all(methods[m]["ok"] == 1 for m in ("resampled", "uniform_cells", "nearest"))
     assert methods["uniform_cells"]["identical_fraction"] >= 0.9999
 
     network = results["sections"]["network"]

@@ -1,6 +1,9 @@
-"""Slab-wise inversion gives MONAI Invertd's labels, on the scan's exact grid, whatever the slab size."""
+"""Inversion gives MONAI Invertd's labels, on the scan's exact grid, whatever the slab size; the uniform-cells
+inversion (the default) gives the labels of resampling every class at every voxel."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +21,14 @@ from monai.transforms import (
     Spacingd,
 )
 
-from medseg.inference.inversion import covered_box, labels_on_grid
+from medseg.inference.inversion import (
+    MIXED,
+    covered_box,
+    labels_on_grid,
+    labels_on_grid_resampled,
+    uniform_cells,
+)
+from medseg.inference.segmenter import Segmenter
 from medseg.io.geometry import ras_affine
 from medseg.io.monai_reader import MedsegReader
 from medseg.transforms import BodyMask
@@ -29,10 +39,16 @@ def _oblique_direction() -> tuple[float, ...]:
     return tuple(sitk.VersorTransform((0.2, -0.4, 0.9), 0.3).GetMatrix())
 
 
-@pytest.fixture(scope="module", params=["axial_flipped", "oblique"])
+DIRECTIONS = {
+    "axial_flipped": (-1, 0, 0, 0, 1, 0, 0, 0, -1),
+    "sagittal": (0, 0, -1, 1, 0, 0, 0, -1, 0),  # scan axes permuted against RAS
+}
+
+
+@pytest.fixture(scope="module", params=["axial_flipped", "sagittal", "oblique"])
 def preprocessed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """(chain, data after the chain, smooth class probabilities on the model grid, scan image)."""
-    direction = (-1, 0, 0, 0, 1, 0, 0, 0, -1) if request.param == "axial_flipped" else _oblique_direction()
+    direction = DIRECTIONS.get(request.param) or _oblique_direction()
     scan = body_phantom(size_xyz=(50, 42, 22), spacing=(0.9, 0.8, 2.5), direction=direction)
     path = tmp_path_factory.mktemp("inversion") / "scan.nii.gz"
     sitk.WriteImage(scan, str(path))
@@ -138,3 +154,98 @@ def test_matches_an_independent_trilinear_resampling_with_sparse_foreground() ->
     expected = sampled.argmax(axis=0).reshape(size).transpose(2, 1, 0)
     assert np.count_nonzero(expected == 1) > 0 and np.count_nonzero(expected == 2) > 0
     np.testing.assert_array_equal(labels, expected)
+
+
+def _dice_per_label(labels: np.ndarray, reference: np.ndarray, classes: int) -> list[float]:
+    scores = []
+    for label in range(1, classes):
+        a, b = labels == label, reference == label
+        total = int(a.sum() + b.sum())
+        if total:
+            scores.append(2.0 * float(np.logical_and(a, b).sum()) / total)
+    return scores
+
+
+def test_uniform_cells_equal_resampling_every_class(preprocessed: tuple) -> None:
+    _, data, scores, scan = preprocessed
+    reference = labels_on_grid_resampled(scores, data["image"].affine, ras_affine(scan), scan.GetSize())
+    for slab in (1, 3, None):
+        labels = labels_on_grid(scores, data["image"].affine, ras_affine(scan), scan.GetSize(), slab=slab)
+        assert labels.dtype == np.uint8 and labels.shape == reference.shape
+        assert np.count_nonzero(labels != reference) <= 2  # float32 ties at most
+        assert min(_dice_per_label(labels, reference, 4)) >= 0.999
+
+
+def test_uniform_cells_mark_only_cells_whose_corners_agree() -> None:
+    model_labels = np.zeros((4, 3, 3), dtype=np.uint8)
+    model_labels[2:, :, :] = 1
+    cells = uniform_cells(model_labels)
+    assert cells.shape == (5, 4, 4)
+    # The frame (cells reaching outside the grid) is mixed; inside, x-cells 0 (all 0), 1 (0|1: mixed), 2 (all 1).
+    assert (cells[0] == MIXED).all() and (cells[:, 0] == MIXED).all() and (cells[..., -1] == MIXED).all()
+    assert (cells[1, 1:-1, 1:-1] == 0).all()
+    assert (cells[2, 1:-1, 1:-1] == MIXED).all()
+    assert (cells[3, 1:-1, 1:-1] == 1).all()
+
+
+def test_many_classes_do_not_change_the_result() -> None:
+    """40 classes, permuted and flipped axes, a model grid that the scan grid overhangs: still the reference."""
+    generator = torch.Generator().manual_seed(11)
+    coarse = torch.randn(1, 40, 5, 6, 4, generator=generator)
+    scores = torch.softmax(torch.nn.functional.interpolate(coarse, size=(15, 18, 12), mode="trilinear")[0] * 6, 0)
+    model = np.array([[0.0, 0.0, 2.5, -10.0], [-1.5, 0.0, 0.0, 30.0], [0.0, 2.0, 0.0, 4.0], [0.0, 0.0, 0.0, 1.0]])
+    grid = np.diag([0.7, 0.8, 1.1, 1.0])
+    grid[:3, 3] = [-15.1, -5.0, -2.05]  # no scan voxel exactly on a zero-weight edge (a float tie there)
+    size = (60, 50, 40)
+    labels = labels_on_grid(scores, model, grid, size, slab=7)
+    reference = labels_on_grid_resampled(scores, model, grid, size)
+    assert len(np.unique(reference)) > 10
+    assert np.count_nonzero(labels != reference) <= 2
+
+
+@pytest.mark.parametrize("angle", [0.0, 17.0])
+def test_rotated_and_overhanging_scan_grids(angle: float) -> None:
+    """A scan grid rotated against the model grid (per-voxel path) or not (one gather), reaching beyond it on every
+    side: the reference's labels, and most voxels never interpolated."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    logits = np.stack([ndimage.gaussian_filter(rng.normal(size=(20, 18, 16)), 2.0) * 40 for _ in range(5)])
+    scores = torch.softmax(torch.from_numpy(logits).float(), dim=0)
+    model = np.diag([4.7, 4.7, 2.5, 1.0])
+    model[:3, 3] = [-40.0, -30.0, 5.0]
+    cos, sin = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
+    grid = np.eye(4)
+    grid[:3, :3] = np.array([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1.0]]) @ np.diag([-1.3, -1.1, 0.9])
+    grid[:3, 3] = [40.0, 45.0, -2.0]
+    size = (70, 80, 50)
+    reference = labels_on_grid_resampled(scores, model, grid, size)
+    labels = labels_on_grid(scores, model, grid, size, slab=9)
+    assert len(np.unique(reference)) == 5
+    assert np.count_nonzero(labels != reference) <= 2
+
+
+@pytest.fixture(scope="module")
+def shipped_segmenter() -> Segmenter:
+    from medseg.config import REPO_ROOT
+
+    return Segmenter(REPO_ROOT / "bundles" / "ct_unet", device="cpu")
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("relative", ["openkbp", "pyradiomics/lung1_image.nrrd"])
+def test_real_scans_with_the_shipped_model(
+    shipped_segmenter: Segmenter, data_root: Path, openkbp_images: list[Path], relative: str
+) -> None:
+    """The shipped network's probabilities on a head-and-neck NIfTI (128^3) and a 512 x 512 chest CT (NRRD): the
+    default inversion gives the reference's labels voxel for voxel."""
+    path = openkbp_images[0] if relative == "openkbp" else data_root / relative
+    data = shipped_segmenter.preprocessing({"image": str(path)})
+    scan, _ = shipped_segmenter._reader.take_scan()
+    scores, model_affine = shipped_segmenter._unpadded(shipped_segmenter._scores(data["image"]), data["image"])
+    args = (scores, model_affine, ras_affine(scan.image), scan.image.GetSize())
+    reference = labels_on_grid_resampled(*args)
+    labels = labels_on_grid(*args)
+    assert len(np.unique(reference)) >= 4
+    assert np.count_nonzero(labels != reference) <= 2
+    assert min(_dice_per_label(labels, reference, scores.shape[0])) >= 0.999

@@ -196,7 +196,7 @@ def test_the_model_config_beside_the_weights_defines_the_model_not_the_manifest(
     bundle = make_test_bundle(tmp_path / "ct_unet", overrides={"spacing": [3.0, 2.5, 2.0]})
     segmenter = Segmenter(bundle, device="cpu")
     assert segmenter.model_config_file == bundle / "models" / "model_config.json"
-    spacing = next(t for t in segmenter.preprocessing.transforms if type(t).__name__ == "Spacingd")
+    spacing = next(t for t in segmenter._parsed("preprocessing").transforms if type(t).__name__ == "Spacingd")
     assert spacing.spacing_transform.pixdim.tolist() == [3.0, 2.5, 2.0]  # type: ignore[attr-defined]
     path = tmp_path / "phantom.nii.gz"
     sitk.WriteImage(body_phantom(), str(path))
