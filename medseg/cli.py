@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "medseg.datasets.commands",
     "medseg.inference.commands",
     "medseg.evaluation.commands",
+    "medseg.pacs.commands",
 )
 
 
