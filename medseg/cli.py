@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "medseg.datasets.commands",
     "medseg.inference.commands",
     "medseg.evaluation.commands",
+    "medseg.pacs.commands",
 )
 LIST_LABELS = "--list-labels"
 # What --quiet holds back, at most (the tail is kept): enough for a batch's case lines, bounded for a service.
