@@ -107,7 +107,7 @@ def pack(dataset: str, out_dir: Path, fold: int = -1, fully_contoured_fold: bool
     splits = [{"train": train_ids, "val": val_ids}]
     if fully_contoured_fold:
         full = [e for e in entries[: len(train)] if len(e["contoured"]) == organs]
-        splits.append({"train": [Path(e["image"]).name.removesuffix(".nii") for e in full], "val": val_ids})
+        splits.append({"train": [Path(str(e["image"])).name.removesuffix(".nii") for e in full], "val": val_ids})
     (out_dir / "splits_final.json").write_text(json.dumps(splits, indent=1) + "\n")
     return {
         "cases": len(entries),
