@@ -95,7 +95,7 @@ def model_labels(
         MedsegError: the bundle is missing, or its model config or metadata is invalid.
     """
     from medseg.inference.bundle import METADATA, MODEL_FILE, label_names_from_metadata, read_metadata, resolve_bundle
-    from medseg.training.model_config import find_model_config, read_model_config
+    from medseg.model_spec import find_model_config, read_model_config
 
     bundle_dir = resolve_bundle(bundle)
     weights = Path(model_file).expanduser() if model_file is not None else bundle_dir / MODEL_FILE

@@ -271,7 +271,12 @@ def test_no_patient_vanishes_from_a_batch(
         "skipped": 1,
     }
     assert len((tmp_path / "out" / "summary.csv").read_text().splitlines()) == 1 + len(statuses)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good", "summary.csv", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "good",
+        "report.html",
+        "summary.csv",
+        "summary.json",
+    ]
 
 
 @pytest.mark.data

@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
 def test_arguments_and_defaults() -> None:
     args = _parser().parse_args(["segment", "in", "out"])
     assert args.func is commands.run_segment
-    assert (args.bundle, args.device, args.formats) == ("bundles/ct_unet", "auto", "all")
+    assert (args.bundle, args.device, args.formats) == (None, "auto", "all")
     assert (args.tta, args.overwrite, args.fix_geometry, args.postprocess, args.progress) == (
         False,
         False,

@@ -31,6 +31,7 @@ from medseg.inference.inversion import (
 from medseg.inference.segmenter import Segmenter
 from medseg.io.geometry import ras_affine
 from medseg.io.monai_reader import MedsegReader
+from medseg.io.readers import read_scan
 from medseg.transforms import BodyMask
 from tests.inference.helpers import body_phantom
 
@@ -240,8 +241,8 @@ def test_real_scans_with_the_shipped_model(
     """The shipped network's probabilities on a head-and-neck NIfTI (128^3) and a 512 x 512 chest CT (NRRD): the
     default inversion gives the reference's labels voxel for voxel."""
     path = openkbp_images[0] if relative == "openkbp" else data_root / relative
-    data = shipped_segmenter.preprocessing({"image": str(path)})
-    scan, _ = shipped_segmenter._reader.take_scan()
+    scan = read_scan(path)
+    data = shipped_segmenter._preprocess(scan)
     scores, model_affine = shipped_segmenter._unpadded(shipped_segmenter._scores(data["image"]), data["image"])
     args = (scores, model_affine, ras_affine(scan.image), scan.image.GetSize())
     reference = labels_on_grid_resampled(*args)
