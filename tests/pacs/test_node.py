@@ -104,6 +104,9 @@ def test_orthanc_stopped_while_the_node_sends_gets_the_results_later(
     running = start_node(_to_orthanc(orthanc))
     assert all(status == 0 for status in _send(sts_series, network["node_port"]))
     _wait_status(running, "segmented")  # segmented; the send failed and is retried
+    deadline = time.monotonic() + 120  # the first send attempt follows the segmentation
+    while time.monotonic() < deadline and not running.node.store.states()[0].error:
+        time.sleep(0.5)
     (state,) = running.node.store.states()
     assert "could not be reached" in state.error
     orthanc.start()
