@@ -36,7 +36,9 @@ def inversion_task(image: str, model_file: str, bundle: str, method: str, labels
 
     segmenter = Segmenter(bundle, device="cpu", model_file=model_file, progress=False)
     scan = read_scan(image)
-    data: Any = {"image": image}
+    from medseg.inference.segmenter import scan_tensor
+
+    data: Any = {"image": scan_tensor(scan, segmenter.loader)}  # the segmenter's explicit read, then its chain
     for transform in segmenter.preprocessing.transforms:
         if not isinstance(transform, Padd):  # the window padding is pad_to_window's, undone on the output
             data = transform(data)

@@ -142,7 +142,10 @@ def _model_grid_volumes(
     the image, where ``CropForegroundd(allow_smaller=True)`` pads)."""
     transforms = list(segmenter.preprocessing.transforms)
     crop_at = next(i for i, t in enumerate(transforms) if isinstance(t, CropForegroundd))
-    data: Any = {"image": image}
+    from medseg.inference.segmenter import scan_tensor
+    from medseg.io.readers import read_scan
+
+    data: Any = {"image": scan_tensor(read_scan(image), segmenter.loader)}  # the segmenter's explicit read
     for transform in transforms[:crop_at]:
         data = transform(data)
     uncropped = dict(data)

@@ -68,7 +68,7 @@ class SegmentOptions:
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(os.fspath(value)).expanduser())
         object.__setattr__(self, "device", str(self.device))
-        object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+        object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides or {})))
         if self.inversion not in INVERSIONS:
             raise MedsegError(None, f"inversion must be one of {', '.join(INVERSIONS)}, got {self.inversion!r}")
         minimum = float(self.min_component_ml)
