@@ -38,7 +38,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from medseg.errors import MedsegError
-from medseg.inference.bundle import DEFAULT_BUNDLE, resolve_bundle
+from medseg.inference.bundle import resolve_bundle
 from medseg.io.geometry import ras_affine
 from medseg.reporting.volumes import image_volumes_ml
 
@@ -121,7 +121,7 @@ def _loaded(
 
 def get_segmenter(
     *,
-    bundle: str | os.PathLike[str] = DEFAULT_BUNDLE,
+    bundle: str | os.PathLike[str] | None = None,
     model_file: str | os.PathLike[str] | None = None,
     device: str = "auto",
     tta: bool = False,
@@ -138,7 +138,7 @@ def get_segmenter(
 
 
 def _load(
-    bundle: str | os.PathLike[str],
+    bundle: str | os.PathLike[str] | None,
     model_file: str | os.PathLike[str] | None,
     device: str,
     tta: bool,
@@ -207,7 +207,7 @@ def _renamed(err: MedsegError, path: Path, name: str) -> MedsegError:
 def segment(
     scan: ScanInput,
     *,
-    bundle: str | os.PathLike[str] = DEFAULT_BUNDLE,
+    bundle: str | os.PathLike[str] | None = None,
     model_file: str | os.PathLike[str] | None = None,
     device: str = "auto",
     tta: bool = False,
@@ -220,7 +220,7 @@ def segment(
     Args:
         scan: a path (NIfTI, NRRD or MHA file; a DICOM file, series folder or study folder, whose CT series is
             chosen as ``medseg segment`` chooses it), a SimpleITK image in HU, or a nibabel image in HU.
-        bundle: MONAI bundle folder (default ``bundles/ct_unet``, looked up in the repository).
+        bundle: MONAI bundle folder (default ``$MEDSEG_BUNDLE``, else the bundle shipped with medseg).
         model_file: weights to use instead of the bundle's ``models/model.pt``.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         tta: average mirrored predictions.

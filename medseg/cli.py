@@ -70,10 +70,10 @@ def version_text() -> str:
 
 def default_model_text() -> str:
     """The default bundle's model name and version, where it is, and whether its weights are there."""
-    from medseg.inference.bundle import DEFAULT_BUNDLE, METADATA, MODEL_FILE, read_metadata, resolve_bundle
+    from medseg.inference.bundle import METADATA, MODEL_FILE, read_metadata, resolve_bundle, shown_path
 
     try:
-        bundle_dir = resolve_bundle(DEFAULT_BUNDLE)
+        bundle_dir = resolve_bundle()  # $MEDSEG_BUNDLE, else the shipped bundle: what `medseg segment` uses
         metadata = read_metadata(bundle_dir)
     except MedsegError as err:
         return f"not found ({err})"
@@ -81,11 +81,11 @@ def default_model_text() -> str:
     version = metadata.get("version")
     weights = "weights present" if (bundle_dir / MODEL_FILE).is_file() else f"no weights in {MODEL_FILE.as_posix()}"
     shown = f"version {version}" if version else f"no version in {METADATA.as_posix()}"
-    return f"{name}, {shown} ({DEFAULT_BUNDLE}, {weights})"
+    return f"{name}, {shown} ({shown_path(bundle_dir)}, {weights})"
 
 
 def model_labels(
-    bundle: str | os.PathLike[str], model_file: str | os.PathLike[str] | None
+    bundle: str | os.PathLike[str] | None, model_file: str | os.PathLike[str] | None
 ) -> tuple[dict[int, str], Path]:
     """``{label value: organ name}`` a model predicts (background left out) and the file that says so: the
     ``labels`` of the model config beside the weights, as :class:`~medseg.inference.segmenter.Segmenter` reads
@@ -111,11 +111,10 @@ def model_labels(
 def list_labels(argv: Sequence[str]) -> int:
     """``medseg segment --list-labels [--bundle B] [--model M]``: the labels the model writes, one per line with
     the colour the Slicer and DICOM outputs give it."""
-    from medseg.inference.bundle import DEFAULT_BUNDLE
     from medseg.io.writers.labels import label_table
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--bundle", default=DEFAULT_BUNDLE)
+    parser.add_argument("--bundle")
     parser.add_argument("--model", type=Path)
     options, _ = parser.parse_known_args(argv)
     names, source = model_labels(options.bundle, options.model)

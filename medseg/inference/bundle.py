@@ -96,14 +96,15 @@ def missing_model_message(model_file: Path, bundle_dir: Path) -> str:
     """How to get the weights a bundle lacks."""
     return (
         "no trained weights: this bundle ships without a model yet. Train one with "
-        f"`python -m monai.bundle run training --config_file {_shown(bundle_dir)}/train.json` (add e.g. "
+        f"`python -m monai.bundle run training --config_file {shown_path(bundle_dir)}/train.json` (add e.g. "
         "`--max_epochs 300 --device cuda`), then ship it into the bundle with `python pipelines/ship_model.py "
-        f"runs/ct_unet/<run>` (weights and model config to {_shown(model_file.parent)}), or pass --model "
+        f"runs/ct_unet/<run>` (weights and model config to {shown_path(model_file.parent)}), or pass --model "
         "runs/ct_unet/<run>/checkpoints/model_best.pt"
     )
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (as a user would type it), else absolute."""
     try:
         return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:

@@ -18,11 +18,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from medseg.inference.bundle import DEFAULT_BUNDLE
-
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", help=f"MONAI bundle folder (default {DEFAULT_BUNDLE})")
+    parser.add_argument("--bundle", help="MONAI bundle folder (default $MEDSEG_BUNDLE, else the shipped bundle)")
     parser.add_argument("--model", help="weights to use instead of the bundle's models/model.pt")
     parser.add_argument("--device", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
 
@@ -71,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _segmenter(bundle: str | None, model: str | None, device: str | None) -> Any:
     from medseg.inference.segmenter import Segmenter
 
-    return Segmenter(bundle or DEFAULT_BUNDLE, device=device or "auto", model_file=model, progress=False)
+    return Segmenter(bundle, device=device or "auto", model_file=model, progress=False)
 
 
 def _log_info() -> None:
