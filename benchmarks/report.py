@@ -368,9 +368,14 @@ def _training(section: Mapping[str, Any]) -> list[str]:
             _num(_median(section[key], "peak_rss_mib"), 0),
         ]
         for side, key in (
-            ("bundle train.json (SupervisedTrainer)", "bundle"),
-            ("plain MONAI Dataset + DataLoader", "plain_monai"),
+            (
+                f"bundle train.json (SupervisedTrainer), default precision: {settings.get('bundle_precision', '?')}",
+                "bundle",
+            ),
+            ("bundle train.json, --precision fp32", "bundle_fp32"),
+            ("plain MONAI Dataset + DataLoader (fp32)", "plain_monai"),
         )
+        if key in section
     ]
     lines += _table(
         [
@@ -383,8 +388,13 @@ def _training(section: Mapping[str, Any]) -> list[str]:
         ],
         rows,
     )
-    lines += [f"Bundle / plain throughput: {_num(section.get('throughput_ratio'), 2, 'x')}", ""]
-    return lines + _errors("bundle", section["bundle"]) + _errors("plain", section["plain_monai"]) + [""]
+    lines += [
+        f"Bundle / plain throughput: {_num(section.get('throughput_ratio'), 2, 'x')} at the bundle's default "
+        f"precision, {_num(section.get('fp32_throughput_ratio'), 2, 'x')} with --precision fp32",
+        "",
+    ]
+    errors = [_errors(side, section[side]) for side in ("bundle", "bundle_fp32", "plain_monai") if side in section]
+    return lines + [line for block in errors for line in block] + [""]
 
 
 def _scaling(section: Mapping[str, Any], png: str | None) -> list[str]:

@@ -1,6 +1,9 @@
 """Training throughput: training patches per second of the bundle's training loop against a plain MONAI loop with
 the same network, patch size and batch, on the CPU.
 
+Three loops: the bundle at its default ``--precision auto`` (bf16 autocast on a CPU with bfloat16 instructions,
+else fp32), the bundle at ``--precision fp32``, and the plain loop (fp32).
+
 Bundle side: ``bundles/ct_unet/configs/train.json`` parsed with MONAI's ``ConfigParser`` (overrides: ``max_cases``,
 ``patch_size``, a temporary ``output_dir``, no validation), its ``initialize`` run, and its ``train#trainer`` (an
 ignite ``SupervisedTrainer`` with the bundle's ``CacheDataset``, ``ThreadDataLoader``, augmentation, DiceFocal loss,
@@ -26,9 +29,12 @@ from typing import Any
 from benchmarks.harness import interleaved, log, median_of, ratio, start_measuring, summarize
 
 
-def _overrides(max_cases: int, patch: int, output_dir: str, num_workers: int | None) -> dict[str, Any]:
+def _overrides(
+    max_cases: int, patch: int, output_dir: str, num_workers: int | None, precision: str = "auto"
+) -> dict[str, Any]:
     overrides: dict[str, Any] = {} if num_workers is None else {"num_workers": num_workers}
     return overrides | {
+        "precision": precision,
         "max_cases": max_cases,
         "patch_size": [patch] * 3,
         "output_dir": output_dir,
@@ -47,9 +53,10 @@ def _batch_size(batch: Any) -> int:
 
 
 def bundle_training_task(
-    max_cases: int, patch: int, warmup: int, iterations: int, num_workers: int | None = None
+    max_cases: int, patch: int, warmup: int, iterations: int, num_workers: int | None = None, precision: str = "auto"
 ) -> dict[str, Any]:
-    """Harness task: the bundle's trainer for ``warmup + iterations`` iterations."""
+    """Harness task: the bundle's trainer for ``warmup + iterations`` iterations at ``--precision precision``
+    (``auto``: the bundle's default, bf16 where the CPU has bfloat16 instructions)."""
     from ignite.engine import Events
     from monai.bundle import ConfigParser
 
@@ -62,7 +69,7 @@ def bundle_training_task(
         parser = ConfigParser()
         parser.read_meta(str(configs / "metadata.json"))
         parser.read_config(str(configs / "train.json"))
-        for key, value in _overrides(max_cases, patch, output_dir, num_workers).items():
+        for key, value in _overrides(max_cases, patch, output_dir, num_workers, precision).items():
             parser[key] = value
         parser.get_parsed_content("initialize")
         trainer = parser.get_parsed_content("train#trainer")
@@ -86,7 +93,11 @@ def bundle_training_task(
         result = _throughput(
             marks, warmup, setup_seconds, batch_size=int(parser["batch_size"]), num_samples=int(parser["num_samples"])
         )
-        return result | {"num_workers": int(parser["num_workers"]), **_data_share(data_seconds, warmup, iterations)}
+        return result | {
+            "num_workers": int(parser["num_workers"]),
+            "precision": parser.get_parsed_content("train_precision"),
+            **_data_share(data_seconds, warmup, iterations),
+        }
     finally:
         shutil.rmtree(output_dir, ignore_errors=True)
 
@@ -216,7 +227,11 @@ def run_training(
         "num_workers": num_workers,
     }
     runs = interleaved(
-        {"bundle": (bundle_training_task, kwargs), "plain_monai": (plain_training_task, kwargs)},
+        {
+            "bundle": (bundle_training_task, kwargs),
+            "bundle_fp32": (bundle_training_task, dict(kwargs, precision="fp32")),
+            "plain_monai": (plain_training_task, kwargs),
+        },
         repetitions,
         label="training",
     )
@@ -233,12 +248,15 @@ def run_training(
     result: dict[str, Any] = {
         "settings": settings,
         "bundle": summarize(runs["bundle"], keys),
+        "bundle_fp32": summarize(runs["bundle_fp32"], keys),
         "plain_monai": summarize(runs["plain_monai"], keys),
         "throughput_ratio": ratio(bundle_rate, plain_rate),
+        "fp32_throughput_ratio": ratio(median_of(runs["bundle_fp32"], "samples_per_second"), plain_rate),
     }
     first = next((run for run in runs["bundle"] if run.get("ok")), None)
     if first:
         settings["batch"] = first["batch"]
         settings["num_workers"] = first["num_workers"]
+        settings["bundle_precision"] = first["precision"]
     log(f"training: bundle {bundle_rate} vs plain {plain_rate} samples/s")
     return result

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from monai.inferers import SlidingWindowInferer
+from monai.inferers import SimpleInferer, SlidingWindowInferer
 
 
 class AxialSliceInferer(SlidingWindowInferer):
@@ -82,3 +82,26 @@ def build_inferer(
         mode=mode,
         padding_mode=padding_mode,
     )
+
+
+class PrecisionInferer(SimpleInferer):
+    """The training step's forward pass at ``precision``: MONAI's ``SimpleInferer`` (``network(inputs)``), under
+    bfloat16 autocast with channels-last inputs for ``"bf16"``, its outputs (also deep-supervision lists) back in
+    float32 so that the loss is computed in float32. ``"fp32"`` is ``SimpleInferer`` itself.
+
+    Shapes: as the network's, ``(B, C_in, *spatial)`` -> ``(B, C_out, *spatial)`` (or a list of those).
+    """
+
+    def __init__(self, precision: str = "fp32", device: torch.device | str = "cpu") -> None:
+        super().__init__()
+        from medseg.inference.precision import check_precision
+
+        self.device_type = torch.device(device).type
+        self.precision = check_precision(precision, device)
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.precision == "fp32":
+            return network(inputs, *args, **kwargs)
+        from medseg.inference.precision import PrecisionPredictor
+
+        return PrecisionPredictor(network, self.device_type, self.precision)(inputs, *args, **kwargs)

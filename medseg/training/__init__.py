@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from medseg.training.epoch_report import EpochReport
     from medseg.training.losses import PartialLabelLoss, SegmentationLoss, build_loss, prepare_batch
     from medseg.training.metrics import HausdorffDistanceMM, PerCaseMetricsCSV
-    from medseg.training.options import amp_enabled, as_bool, check_options, resolve_device
+    from medseg.training.options import amp_enabled, as_bool, check_options, resolve_device, training_precision
     from medseg.training.recipe import (
         TimeBudget,
         build_optimizer,
@@ -46,7 +46,7 @@ _EXPORTS = {
     "medseg.training.losses": ("PartialLabelLoss", "SegmentationLoss", "build_loss", "prepare_batch"),
     "medseg.training.metrics": ("HausdorffDistanceMM", "PerCaseMetricsCSV"),
     "medseg.model_spec": ("MODEL_KEYS", "find_model_config", "load_model_config", "read_model_config"),
-    "medseg.training.options": ("amp_enabled", "as_bool", "check_options", "resolve_device"),
+    "medseg.training.options": ("amp_enabled", "as_bool", "check_options", "resolve_device", "training_precision"),
     "medseg.training.recipe": (
         "TimeBudget",
         "build_optimizer",
@@ -98,6 +98,7 @@ __all__ = [
     "run_engine",
     "run_training",
     "target_spacing",
+    "training_precision",
     "warmup_cosine",
     "write_run_config",
 ]

@@ -72,6 +72,31 @@ def amp_enabled(amp: Any, device: torch.device) -> bool:
     return wanted
 
 
+def training_precision(precision: Any, device: torch.device, amp: bool = False) -> str:
+    """The precision the training step's network runs at: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast with
+    channels-last weights; the loss and the optimiser stay float32).
+
+    ``"auto"`` picks ``bf16`` on a CPU with bfloat16 instructions (``avx512_bf16`` / ``amx_bf16``: about 2x the
+    fp32 training step on the project's Zen 4 CPU) and ``fp32`` elsewhere: emulated bfloat16 is slower than fp32,
+    and on CUDA ``--amp`` (float16 with a gradient scaler) is the mixed-precision path. ``"bf16"`` on hardware
+    without bfloat16 is refused.
+
+    Raises:
+        MedsegError: an unknown value, or ``bf16`` asked for where the device lacks bfloat16.
+    """
+    from medseg.inference.precision import check_precision, supports_bf16
+
+    text = "auto" if precision is None else str(precision).strip().lower()
+    if text == "auto":
+        chosen = "bf16" if device.type == "cpu" and not amp and supports_bf16(device) else "fp32"
+    elif text == "bf16" and amp:
+        raise MedsegError(None, "--precision bf16 and --amp both ask for mixed precision: choose one")
+    else:
+        chosen = check_precision(text, device)
+    logger.info("training step precision: %s (--precision %s on %s)", chosen, text, device)
+    return chosen
+
+
 def check_options(
     network: str,
     spatial_dims: int,

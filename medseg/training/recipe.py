@@ -108,11 +108,18 @@ def key_metric_score(engine: Engine) -> float:
     return float(engine.state.metrics[engine.state.key_metric_name])  # type: ignore[attr-defined]
 
 
-def prepare_model(network: torch.nn.Module, device: torch.device, init_weights: str | None = None) -> torch.nn.Module:
+def prepare_model(
+    network: torch.nn.Module,
+    device: torch.device,
+    init_weights: str | None = None,
+    precision: str = "fp32",
+    spatial_dims: int = 3,
+) -> torch.nn.Module:
     """``network`` on ``device``, first initialised from ``init_weights`` when given: a ``model.pt`` /
     ``model_best.pt`` / ``checkpoint_epoch=N.pt`` of an earlier run with the same network options, read with
     ``weights_only=True``. This is how a run continues from another run's weights with a fresh schedule
-    (``--init_weights PATH``); ``--resume true`` instead continues the same run exactly."""
+    (``--init_weights PATH``); ``--resume true`` instead continues the same run exactly. For ``bf16`` training
+    the weights are put in channels-last memory order (same values, same state dict)."""
     if init_weights:
         from pathlib import Path
 
@@ -127,4 +134,6 @@ def prepare_model(network: torch.nn.Module, device: torch.device, init_weights: 
             first = str(err).strip().splitlines()[0]
             raise MedsegError(path, f"--init_weights does not fit the network ({first})") from err
         logger.info("initialised the network from %s", path)
-    return network.to(device)
+    from medseg.inference.precision import prepare_network
+
+    return prepare_network(network.to(device), "bf16" if precision == "bf16" else "fp32", spatial_dims)

@@ -37,3 +37,26 @@ def test_small_volume_is_padded_by_mirroring_and_cropped_back() -> None:
 def test_roi_must_be_in_plane() -> None:
     with pytest.raises(ValueError, match="in-plane"):
         AxialSliceInferer(roi_size=[32, 32, 1])
+
+
+def test_precision_inferer_runs_the_training_forward_in_bf16_and_returns_float32() -> None:
+    from medseg.networks import PrecisionInferer
+
+    network = torch.nn.Conv3d(1, 2, 3, padding=1)
+    inputs = torch.randn(2, 1, 8, 8, 8)
+    seen: list[torch.dtype] = []
+    network.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    exact = PrecisionInferer("fp32")(inputs, network)
+    mixed = PrecisionInferer("bf16")(inputs, network) if _cpu_bf16() else None
+    assert seen[0] == torch.float32 and exact.dtype == torch.float32
+    if mixed is not None:
+        assert seen[1] == torch.bfloat16 and mixed.dtype == torch.float32
+        assert torch.allclose(mixed, exact, atol=0.05)
+        mixed.sum().backward()  # gradients flow back to the float32 weights
+        assert network.weight.grad is not None and network.weight.grad.dtype == torch.float32
+
+
+def _cpu_bf16() -> bool:
+    from medseg.inference.precision import supports_bf16
+
+    return supports_bf16("cpu")

@@ -5,7 +5,7 @@ import torch
 
 from medseg.errors import MedsegError
 from medseg.networks import NETWORKS
-from medseg.training import amp_enabled, as_bool, check_options, resolve_device
+from medseg.training import amp_enabled, as_bool, check_options, resolve_device, training_precision
 
 
 @pytest.mark.parametrize(
@@ -86,3 +86,20 @@ def test_check_options_accepts_the_documented_modes() -> None:
 def test_check_options_rejects_impossible_combinations(changes: dict, message: str) -> None:
     with pytest.raises(MedsegError, match=message):
         _check(**changes)
+
+
+def test_training_precision_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import medseg.inference.precision as precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "supports_bf16", lambda device: True)
+    assert training_precision("auto", cpu) == "bf16"
+    assert training_precision(None, cpu) == "bf16"
+    assert training_precision("auto", cpu, amp=True) == "fp32"  # --amp is the mixed-precision path then
+    assert training_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(precision, "supports_bf16", lambda device: False)
+    assert training_precision("auto", cpu) == "fp32"  # emulated bfloat16 would be slower than fp32
+    with pytest.raises(MedsegError, match="bfloat16 would be emulated"):
+        training_precision("bf16", cpu)
+    with pytest.raises(MedsegError, match="must be one of"):
+        training_precision("fp16", cpu)
