@@ -55,8 +55,12 @@ def test_without_body_crop_the_crop_alone_is_left_out() -> None:
     assert _names(transforms) == [name for name in CHAIN if name != "CropForegroundd"]
 
 
-@pytest.mark.parametrize(("patch_size", "dims", "window"), [([96, 96, 96], 3, [96, 96, 96]), ([128, 128], 2, [128, 128, 1])])
-def test_the_window_padding_mirrors_up_to_the_inferer_window(patch_size: list[int], dims: int, window: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("patch_size", "dims", "window"), [([96, 96, 96], 3, [96, 96, 96]), ([128, 128], 2, [128, 128, 1])]
+)
+def test_the_window_padding_mirrors_up_to_the_inferer_window(
+    patch_size: list[int], dims: int, window: list[int]
+) -> None:
     pad = window_padding(patch_size, dims)
     assert isinstance(pad, SpatialPadd) and list(pad.keys) == ["image"]
     assert list(pad.padder.spatial_size) == window and list(pad.mode) == ["symmetric"]
