@@ -291,14 +291,7 @@ def _bf16_comparison(runs: Mapping[str, list[dict[str, Any]]], agreement: Mappin
 def matched_overrides(bundle: str) -> dict[str, Any]:
     """Bundle overrides that give medseg the reference's sliding window: no body crop, constant blending and
     zero padding (overlap 0.5 and sw_batch_size 4 are the bundle's inference values already)."""
-    import json
-
-    from medseg.inference.bundle import inference_config_files, resolve_bundle
-
-    (config,) = inference_config_files(resolve_bundle(bundle))  # inference.json runs on its own
-    chain = json.loads(config.read_text())["preprocessing"]["transforms"]
-    crop = [i for i, item in enumerate(chain) if isinstance(item, dict) and item.get("_target_") == "CropForegroundd"]
-    overrides: dict[str, Any] = {f"preprocessing#transforms#{i}#_disabled_": True for i in crop}
+    overrides: dict[str, Any] = {"preprocessing#body_crop": False}  # medseg.transforms.preprocessing_chain
     overrides |= {
         "inferer#mode": "constant",
         "inferer#padding_mode": "constant",

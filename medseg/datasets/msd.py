@@ -34,12 +34,10 @@ from medseg.datasets.folds import make_folds
 from medseg.datasets.manifest import CONTOURED_KEY, Fold, Folds, contoured_flags
 from medseg.errors import InputError, ManifestError
 from medseg.io.atomic import atomic_path
+from medseg.io.geometry import Grid, grid_differences
 from medseg.io.json_file import read_json_object
 
 CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")
-# Grid tolerance: NIfTI stores spacing and origin as float32 (~1e-7 relative); 1e-4 mm catches any real shift.
-GRID_TOL_MM = 1e-4
-DIRECTION_TOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -192,25 +190,16 @@ def read_msd_dataset(folder: str | os.PathLike[str]) -> MsdDataset:
     return MsdDataset(folder.resolve(), style, name, labels, file_ending, tuple(cases))
 
 
-def _grid(path: Path) -> sitk.ImageFileReader:
+def _grid(path: Path) -> Grid:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
-    return reader
+    return Grid.of(reader)
 
 
 def _grid_problems(image_path: Path, label_path: Path) -> list[str]:
-    image, label = _grid(image_path), _grid(label_path)
-    if image.GetSize() != label.GetSize():
-        return [f"label size {label.GetSize()} differs from the image's {image.GetSize()}"]
-    problems = []
-    if not np.allclose(image.GetSpacing(), label.GetSpacing(), rtol=0, atol=GRID_TOL_MM):
-        problems.append(f"label spacing {label.GetSpacing()} differs from the image's {image.GetSpacing()}")
-    if not np.allclose(image.GetOrigin(), label.GetOrigin(), rtol=0, atol=GRID_TOL_MM):
-        problems.append(f"label origin {label.GetOrigin()} differs from the image's {image.GetOrigin()}")
-    if not np.allclose(image.GetDirection(), label.GetDirection(), rtol=0, atol=DIRECTION_TOL):
-        problems.append(f"label direction {label.GetDirection()} differs from the image's {image.GetDirection()}")
-    return problems
+    differences = grid_differences(_grid(label_path), _grid(image_path))
+    return [f"label grid differs from the image's (label vs image): {'; '.join(differences)}"] if differences else []
 
 
 def _value_problems(label_path: Path, declared: Collection[int], contoured: Collection[int] | None) -> list[str]:

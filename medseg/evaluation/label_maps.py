@@ -9,9 +9,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from medseg.errors import InputError
-from medseg.io.geometry import Grid, grid_differences
+from medseg.io.geometry import GRID_TOLERANCE_MM, Grid, grid_differences
 
-GRID_TOLERANCE = 1e-4  # mm for spacing and origin, unitless for direction cosines
+GRID_TOLERANCE = GRID_TOLERANCE_MM  # mm for spacing and origin, unitless for direction cosines: the one grid rule
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,6 @@ def read_label_map(path: str | Path) -> LabelMap:
         origin=tuple(float(o) for o in image.GetOrigin()),
         direction=tuple(float(d) for d in image.GetDirection()),
     )
-
-
-def _fmt(values: tuple[float, ...]) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
 
 
 def _grid(label_map: LabelMap) -> Grid:

@@ -511,7 +511,7 @@ GRID_DIRECTION_TOLERANCE = 1e-4
 
 
 def _parenthesised(values: Sequence[float]) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+    return "(" + ", ".join(f"{v + 0.0:.6g}" for v in values) + ")"  # + 0.0: -0.0 (LPS of a NIfTI 0) shows as 0
 
 
 class Grid(NamedTuple):

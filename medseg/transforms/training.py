@@ -1,7 +1,8 @@
 """The random half of the training chain, chosen by the bundle's options: patch sampling, then augmentation.
 
-``bundles/ct_unet/configs/train.json`` writes the deterministic chain (read, orient, resample, crop, window) once
-and calls :func:`training_transforms` for the rest, so the config carries no switch per variant. Everything is a
+``bundles/ct_unet/configs/train.json`` takes the deterministic chain (read, orient, resample, crop, window) from
+:mod:`medseg.transforms.preprocessing` and calls :func:`training_transforms` for the rest, so the config carries no
+switch per variant. Everything is a
 stock MONAI transform.
 
 Patch centres: ``"classes"`` draws them from every class present in the case alike (``RandCropByLabelClassesd``).

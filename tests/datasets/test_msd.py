@@ -37,9 +37,11 @@ def test_validation_lists_each_problem(tmp_path: Path) -> None:
     problems = validate_msd(read_msd_dataset(folder))
     text = "\n".join(problems)
     assert "orphan_0000.nii.gz: image has no label" in text
-    assert "liver_2.nii.gz: label origin (-2.0" in text  # NIfTI x is flipped into LPS
+    # NIfTI x is flipped into LPS; one grid rule (medseg.io.geometry.grid_differences)
+    grid = "label grid differs from the image's (label vs image)"
+    assert f"liver_2.nii.gz: {grid}: origin (-2, 0, 0) vs (0, 0, 0)" in text
     assert "liver_3.nii.gz: label values [4] are not declared" in text
-    assert "liver_4.nii.gz: label size (6, 5, 3) differs" in text
+    assert f"liver_4.nii.gz: {grid}: size (6, 5, 3) vs (6, 5, 4)" in text
     assert "liver_5_0000.nii.gz: missing" in text
     assert len(problems) == 5
 

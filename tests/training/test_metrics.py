@@ -9,6 +9,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
+from medseg.evaluation.metrics import compare_label_maps
 from medseg.training import HausdorffDistanceMM, PerCaseMetricsCSV
 
 
@@ -67,3 +68,20 @@ def test_per_case_csv_lists_every_case_and_class(tmp_path: Path) -> None:
         ["pt_9.nii.gz", "1", "Brainstem", "0.800000", "2.000000"],
         ["pt_9.nii.gz", "2", "Mandible", "0.700000", "3.250000"],
     ]
+
+
+def test_hd95_of_a_missing_organ_follows_medseg_evaluate() -> None:
+    """One rule with :func:`medseg.evaluation.metrics.compare_label_maps`: an organ in one map only scores the
+    image diagonal (not inf, not NaN), in neither map NaN, and the values equal medseg evaluate's."""
+    spacing = (1.0, 1.0, 3.0)
+    pred = _one_hot([(1, 5, 5, 4)], spacing)  # class 2 missing from the prediction
+    ref = _one_hot([(1, 5, 5, 2), (2, 7, 7, 1)], spacing)
+    handler = HausdorffDistanceMM(output_transform=lambda out: out)
+    handler.reset()
+    handler.update(([pred], [ref]))
+    handler.update(([ref], [pred]))  # class 2 missing from the reference
+    diagonal = math.sqrt(10**2 + 10**2 + (8 * 3.0) ** 2)
+    assert handler.metric_fn.get_buffer().flatten().tolist() == pytest.approx([6.0, diagonal] * 2)
+    expected = compare_label_maps(pred.argmax(0).numpy(), ref.argmax(0).numpy(), spacing, label_ids=[1, 2])
+    assert [m.hd95_mm for m in expected] == pytest.approx([6.0, diagonal])
+    assert [m.status for m in expected] == ["ok", "missing_in_pred"]
