@@ -111,6 +111,13 @@ def segment_dicomweb_study(
             logger.error("series %s: %s", series_uid, result.errors[series_uid])
             continue
         logger.info("series %s: %d instance(s) retrieved", series_uid, len(instances))
+        if store.state(series_uid) is None:
+            result.series[series_uid] = "failed"
+            result.errors[series_uid] = (
+                f"none of its {len(instances)} instance(s) is a CT image (SOP class {CT_IMAGE_STORAGE}) with a UID"
+            )
+            logger.error("series %s: %s", series_uid, result.errors[series_uid])
+            continue
         if worker.segment(series_uid):
             worker.send(series_uid, destination, calling_ae_title="MEDSEG")
         state = store.state(series_uid)
