@@ -19,7 +19,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from medseg.pacs.destination import Destination
-from medseg.pacs.errors import PacsError
+from medseg.pacs.errors import PacsError, request_problem
 from medseg.pacs.store import SeriesStore
 from medseg.pacs.uids import valid_uid
 from medseg.pacs.worker import SeriesWorker
@@ -56,7 +56,9 @@ def _ct_series(client: DICOMwebClient, url: str, study_uid: str) -> list[str]:
     try:
         found = client.search_for_series(study_instance_uid=study_uid)
     except requests.RequestException as err:
-        raise PacsError(url, f"QIDO-RS search for the series of study {study_uid} failed: {err}") from err
+        raise PacsError(
+            url, f"QIDO-RS search for the series of study {study_uid} failed: {request_problem(err)}"
+        ) from err
     uids = []
     for item in found:
         modality = item.get("00080060", {}).get("Value", [""])[0]
@@ -107,7 +109,7 @@ def segment_dicomweb_study(
                 store.add_instance(study, series_uid, sop, _part10_bytes(dataset))
         except (requests.RequestException, ValueError, OSError) as err:
             result.series[series_uid] = "failed"
-            result.errors[series_uid] = f"WADO-RS retrieval failed: {err}"
+            result.errors[series_uid] = f"WADO-RS retrieval failed: {request_problem(err)}"
             logger.error("series %s: %s", series_uid, result.errors[series_uid])
             continue
         logger.info("series %s: %d instance(s) retrieved", series_uid, len(instances))

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
+from dicomweb_client.api import DICOMwebClient
 
 from medseg.cli import main
 from medseg.inference.segmenter import Segmenter
@@ -76,6 +78,7 @@ def test_a_server_that_is_down_is_one_line(
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith(f"medseg dicomweb: error: {url}") and err.count("\n") == 1, err
+    assert "could not be reached (Connection refused)" in err and "0x" not in err, err
 
 
 def test_a_ct_series_without_ct_images_fails_alone(
@@ -101,3 +104,37 @@ def test_medseg_serve_stores_its_results_with_stow_rs(
     start_node(Destination.parse(orthanc.dicomweb_url))
     orthanc.post("/modalities/medseg/store", {"Resources": [study], "Synchronous": True})
     orthanc.wait_for_modalities(study, {"SEG", "RTSTRUCT"}, timeout=600)
+
+
+def test_server_stopped_mid_study_fails_each_series_on_its_own(
+    orthanc: Orthanc, pacs_segmenter: Segmenter, sts_series: list[Path], tmp_path: Path
+) -> None:
+    """A study of two CT series; Orthanc stops right after the first is retrieved: the first is segmented and its
+    push fails (kept as ``segmented``), the second's retrieval fails; each with its one-line reason."""
+    second = tmp_path / "second"
+    second.mkdir()
+    series_uid = pydicom.uid.generate_uid()
+    for path in sts_series:
+        dataset = pydicom.dcmread(path)
+        dataset.SeriesInstanceUID = series_uid
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        dataset.save_as(second / path.name)
+    orthanc.upload(sts_series)
+    orthanc.upload(sorted(second.iterdir()))
+    study = pydicom.dcmread(sts_series[0], stop_before_pixels=True).StudyInstanceUID
+
+    class StopsAfterOneSeries(DICOMwebClient):
+        def retrieve_series(self, *args: Any, **kwargs: Any) -> list[pydicom.Dataset]:
+            instances = super().retrieve_series(*args, **kwargs)
+            orthanc.stop()
+            return instances
+
+    client = StopsAfterOneSeries(url=orthanc.dicomweb_url)
+    result = segment_dicomweb_study(orthanc.dicomweb_url, study, pacs_segmenter, tmp_path / "work", client=client)
+    assert sorted(result.series.values()) == ["failed", "segmented"]
+    assert not result.ok
+    for uid, status in result.series.items():
+        error = result.errors[uid]
+        assert "\n" not in error and "0x" not in error
+        assert "could not be reached" in error, error
+        assert ("WADO-RS retrieval failed" if status == "failed" else "STOW-RS failed") in error, error
