@@ -19,7 +19,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from medseg.pacs.destination import Destination
-from medseg.pacs.errors import PacsError
+from medseg.pacs.errors import PacsError, request_problem
 from medseg.pacs.store import SeriesStore
 from medseg.pacs.uids import valid_uid
 from medseg.pacs.worker import SeriesWorker
@@ -56,7 +56,9 @@ def _ct_series(client: DICOMwebClient, url: str, study_uid: str) -> list[str]:
     try:
         found = client.search_for_series(study_instance_uid=study_uid)
     except requests.RequestException as err:
-        raise PacsError(url, f"QIDO-RS search for the series of study {study_uid} failed: {err}") from err
+        raise PacsError(
+            url, f"QIDO-RS search for the series of study {study_uid} failed: {request_problem(err)}"
+        ) from err
     uids = []
     for item in found:
         modality = item.get("00080060", {}).get("Value", [""])[0]
@@ -107,10 +109,17 @@ def segment_dicomweb_study(
                 store.add_instance(study, series_uid, sop, _part10_bytes(dataset))
         except (requests.RequestException, ValueError, OSError) as err:
             result.series[series_uid] = "failed"
-            result.errors[series_uid] = f"WADO-RS retrieval failed: {err}"
+            result.errors[series_uid] = f"WADO-RS retrieval failed: {request_problem(err)}"
             logger.error("series %s: %s", series_uid, result.errors[series_uid])
             continue
         logger.info("series %s: %d instance(s) retrieved", series_uid, len(instances))
+        if store.state(series_uid) is None:
+            result.series[series_uid] = "failed"
+            result.errors[series_uid] = (
+                f"none of its {len(instances)} instance(s) is a CT image (SOP class {CT_IMAGE_STORAGE}) with a UID"
+            )
+            logger.error("series %s: %s", series_uid, result.errors[series_uid])
+            continue
         if worker.segment(series_uid):
             worker.send(series_uid, destination, calling_ae_title="MEDSEG")
         state = store.state(series_uid)

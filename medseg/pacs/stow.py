@@ -10,7 +10,7 @@ import pydicom
 import requests
 from dicomweb_client.api import DICOMwebClient
 
-from medseg.pacs.errors import PacsError
+from medseg.pacs.errors import PacsError, request_problem
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def stow_files(url: str, files: Sequence[Path], client: DICOMwebClient | None = 
     try:
         response = client.store_instances(datasets=datasets)
     except requests.RequestException as err:
-        raise PacsError(url, f"STOW-RS failed: {err}") from err
+        raise PacsError(url, f"STOW-RS failed: {request_problem(err)}") from err
     failed = response.get("FailedSOPSequence") if response is not None else None
     if failed:
         raise PacsError(url, f"STOW-RS refused {len(failed)} of {len(files)} instance(s)")

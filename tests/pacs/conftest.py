@@ -1,13 +1,12 @@
 """Fixtures of the PACS tests: a private loopback network, a real Orthanc in it, the test model, a node factory.
 
 Orthanc is started once for the package and emptied before each test that uses it. Without Orthanc the tests that
-need it skip with the reason, except under CI (``CI=true``), where that is a failure: ``.ci/run`` installs it.
+need it skip with the reason, except under CI or ``.ci/run`` (which installs it), where that is a failure.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from medseg.pacs.destination import Destination
 from medseg.pacs.node import DicomNode
 from tests.inference.helpers import make_test_bundle
 from tests.pacs.orthanc import Orthanc, free_port, orthanc_missing, private_network
+from tests.tooling import skip_or_fail
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,7 @@ def network() -> Iterator[dict[str, int]]:
 def orthanc_server(network: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     missing = orthanc_missing()
     if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
+        skip_or_fail(missing)
     server = Orthanc(tmp_path_factory.mktemp("orthanc"), {"medseg": (NODE_AET, network["node_port"])})
     server.start()
     try:
@@ -61,9 +59,15 @@ def orthanc(orthanc_server: Orthanc) -> Orthanc:
 
 
 @pytest.fixture(scope="package")
-def pacs_segmenter(tmp_path_factory: pytest.TempPathFactory) -> Segmenter:
-    """The test bundle's small seeded model (the real transform chain and writers, about a second a case)."""
-    return Segmenter(make_test_bundle(tmp_path_factory.mktemp("bundle") / "ct_unet"), device="cpu")
+def pacs_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test bundle: the real transform chain and writers with a small seeded model (about a second a case)."""
+    return make_test_bundle(tmp_path_factory.mktemp("bundle") / "ct_unet")
+
+
+@pytest.fixture(scope="package")
+def pacs_segmenter(pacs_bundle: Path) -> Segmenter:
+    """The test bundle's model, loaded once for the package."""
+    return Segmenter(pacs_bundle, device="cpu")
 
 
 @pytest.fixture

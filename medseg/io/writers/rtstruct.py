@@ -51,6 +51,9 @@ _COPIED = (
     "FrameOfReferenceUID",
     "PositionReferenceIndicator",
 )
+# Type 2 of the Frame of Reference module (PS3.3 C.7.4.1), which the top-level FrameOfReferenceUID brings in:
+# present, empty when the source has none (dciodvfy: "Missing attribute Type 2 ... PositionReferenceIndicator").
+_TYPE2_FRAME_OF_REFERENCE = ("PositionReferenceIndicator",)
 # A vertex whose neighbouring edges have a cross product below this (pixels²) is collinear and dropped.
 COLLINEAR_TOLERANCE_PX = 1e-3
 
@@ -191,7 +194,7 @@ def write_rtstruct(
             if keyword in first:
                 # deep copy: a sequence (DeidentificationMethodCodeSequence) must not be shared with the source
                 setattr(dataset, keyword, copy.deepcopy(first.data_element(keyword).value))  # type: ignore[union-attr]
-            elif keyword in TYPE2_PATIENT_STUDY:
+            elif keyword in TYPE2_PATIENT_STUDY or keyword in _TYPE2_FRAME_OF_REFERENCE:
                 setattr(dataset, keyword, "")
     dataset.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: any ROI name; copied text is re-encoded on writing
     dataset.SOPClassUID = RTStructureSetStorage
