@@ -271,6 +271,8 @@ def _check_same_grid(labels: sitk.Image, scan: sitk.Image) -> None:
     """The label map of a 3D in-memory image is on that image's grid to the bit (MetaImage keeps every digit)."""
     if scan.GetDimension() != 3:  # a 4D image with one time point: the reader dropped the time axis
         return
-    for getter in ("GetSize", "GetSpacing", "GetOrigin", "GetDirection"):
-        if getattr(labels, getter)() != getattr(scan, getter)():
-            raise RuntimeError(f"medseg.segment: the label map's {getter[3:].lower()} differs from the image's")
+    from medseg.io.geometry import grid_differences
+
+    differences = grid_differences(labels, scan, tolerance_mm=0.0, direction_tolerance=0.0)
+    if differences:
+        raise RuntimeError(f"medseg.segment: the label map's grid differs from the image's: {'; '.join(differences)}")

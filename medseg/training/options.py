@@ -76,10 +76,10 @@ def training_precision(precision: Any, device: torch.device, amp: bool = False) 
     """The precision the training step's network runs at: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast with
     channels-last weights; the loss and the optimiser stay float32).
 
-    ``"auto"`` picks ``bf16`` on a CPU with bfloat16 instructions (``avx512_bf16`` / ``amx_bf16``: about 2x the
-    fp32 training step on the project's Zen 4 CPU) and ``fp32`` elsewhere: emulated bfloat16 is slower than fp32,
-    and on CUDA ``--amp`` (float16 with a gradient scaler) is the mixed-precision path. ``"bf16"`` on hardware
-    without bfloat16 is refused.
+    ``"auto"`` picks ``bf16`` on a CPU with bfloat16 instructions (``avx512_bf16`` / ``amx_bf16``: 1.47x the fp32
+    training loop's patches per second on the project's Zen 4 CPU, ``python -m benchmarks.run --only training``) and
+    ``fp32`` elsewhere: emulated bfloat16 is slower than fp32, and on CUDA ``--amp`` (float16 with a gradient scaler)
+    is the mixed-precision path. ``"bf16"`` on hardware without bfloat16 is refused.
 
     Raises:
         MedsegError: an unknown value, or ``bf16`` asked for where the device lacks bfloat16.

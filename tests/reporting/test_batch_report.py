@@ -25,6 +25,7 @@ from medseg.reporting.batch_report import (
     write_batch_report,
     write_report,
 )
+from tests.tooling import skip_or_fail
 
 LABELS = label_table({1: "Brainstem", 2: "Mandible"})
 FAILED_ERROR = "/in/gamma.nii.gz: cannot be read as NIFTI: <b>truncated</b> & 'odd'"
@@ -130,7 +131,8 @@ def _chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.skip("headless Chromium not installed (Debian: apt-get install -y chromium); .ci/run installs it")
+    skip_or_fail("headless Chromium not installed (Debian: apt-get install -y chromium); .ci/run installs it")
+    raise AssertionError("unreachable")
 
 
 def _screenshot(page: Path, tmp_path: Path) -> tuple[np.ndarray, list[str]]:
