@@ -9,9 +9,13 @@ explicitly):
    resampled to is checked against the limits (:func:`medseg.io.limits.check_resampled_grid`) before anything is
    allocated for it;
 2. **preprocess**: the bundle's own transform chain (``preprocessing`` of ``configs/inference.json``: channel
-   first, RAS, target spacing, body crop, HU window, mirror padding up to the window) runs on the scan's voxels and
-   RAS affine as a MONAI ``MetaTensor`` (:func:`scan_tensor`); the chain's ``LoadImaged`` is not run (the scan is
-   already read), so nothing reads files behind the segmenter's back;
+   first, RAS, target spacing, body crop, HU window, mirror padding up to the window) runs on the scan already
+   read; the chain's ``LoadImaged`` is not run, so nothing reads files behind the segmenter's back. By default
+   (``preprocessing="streamed"``) its channel-first, RAS and spacing steps are one slab-wise pass from the scan's
+   stored (int16) voxels onto the model grid (:func:`medseg.inference.model_grid.streamed_scan_chain`: the same
+   trilinear samples in float32, no full-resolution float copy), then the rest of the chain;
+   ``preprocessing="chain"`` (and ``inversion="invertd"``, which inverts the chain's trace) runs every transform
+   on the scan's voxels and RAS affine as a MONAI ``MetaTensor`` (:func:`scan_tensor`);
 3. **network**: the bundle's ``inferer`` (sliding window, Gaussian blending) with the network, softmax on the
    model grid;
 4. **back to the scan's grid**: :func:`medseg.inference.inversion.labels_on_grid` resamples the probabilities slab
@@ -79,6 +83,7 @@ from medseg.inference.bundle import (
     resolve_bundle,
 )
 from medseg.inference.inversion import labels_on_grid
+from medseg.inference.model_grid import StreamedScanChain, streamed_scan_chain
 from medseg.inference.options import INVERSIONS, Inversion, SegmentOptions
 from medseg.inference.postprocess import clean_label_map
 from medseg.inference.precision import PrecisionPredictor, check_precision, prepare_network
@@ -260,6 +265,9 @@ class Segmenter:
         self.label_table: dict[int, LabelInfo] = label_table(self.label_names)
         self.loader, self.preprocessing = _split_loader(self._parsed("preprocessing"), self.bundle_dir)
         self._padding = _trailing_padding(self.preprocessing)
+        self._streamed: StreamedScanChain | None = None
+        if options.preprocessing == "streamed" and options.inversion != "invertd":
+            self._streamed = streamed_scan_chain(self.preprocessing, self.loader._loader.dtype)
         self.inferer: Callable[..., Any] = self._parsed("inferer")
         if hasattr(self.inferer, "progress"):
             self.inferer.progress = options.progress
@@ -389,8 +397,11 @@ class Segmenter:
         check_resampled_grid(scan.path, shape, spacing, _target_spacing(self.preprocessing, len(shape)))
 
     def _preprocess(self, scan: Scan) -> dict[Hashable, Any]:
-        """The bundle's chain (without its loader) on the scan's voxels."""
+        """The bundle's chain (without its loader) on the scan: streamed from its stored voxels onto the model grid
+        where the chain allows it, else transform by transform on its voxels as float32."""
         try:
+            if self._streamed is not None:
+                return self._streamed(scan, self._image_keys()[0])
             return self.preprocessing({key: scan_tensor(scan, self.loader) for key in self._image_keys()})
         except Exception as err:
             # MONAI's Compose wraps a transform's exception in "applying transform ...": hand on a MedsegError
