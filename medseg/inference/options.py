@@ -42,7 +42,8 @@ class SegmentOptions:
         fix_geometry: let the reader repair uneven slices, tilt and header disagreements instead of refusing.
         inversion: ``"slabs"`` (default, bounded memory), ``"nearest"`` or ``"invertd"``
             (see :mod:`medseg.inference.segmenter`).
-        precision: ``"fp32"`` (default, exact) or ``"bf16"`` (:mod:`medseg.inference.precision`).
+        precision: ``"fp32"`` (default, exact), ``"bf16"`` or ``"auto"`` (bf16 where the hardware has it, else
+            fp32; :mod:`medseg.inference.precision`).
         preprocessing: ``"streamed"`` (default): the chain's orientation and resampling as one slab-wise pass from
             the scan's stored voxels (:func:`medseg.inference.model_grid.streamed_scan_chain`; float32, no
             full-resolution float copy); ``"chain"``: the bundle's chain transform by transform (MONAI's float64

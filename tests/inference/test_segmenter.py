@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from medseg.errors import GeometryError, InputError, MedsegError
 from medseg.inference.segmenter import Segmenter
@@ -97,9 +98,10 @@ def test_bf16_precision_keeps_the_masks_and_is_recorded(
     from medseg.inference.precision import PrecisionPredictor, supports_bf16
     from tests.inference.helpers import body_phantom
 
-    # fp32 (the default) runs the network as it is: no wrapper, no memory-order change.
-    assert segmenter.precision == "fp32" and not isinstance(segmenter._predictor, PrecisionPredictor)
-    assert all(p.is_contiguous() for p in segmenter.network.parameters())
+    # fp32 (the default) on a CPU: float32 throughout, only the memory order is channels-last.
+    assert segmenter.precision == "fp32" and segmenter.network_path.channels_last
+    assert isinstance(segmenter._predictor, PrecisionPredictor) and segmenter._predictor.precision == "fp32"
+    assert all(p.dtype == torch.float32 for p in segmenter.network.parameters())
     if not supports_bf16("cpu"):
         pytest.skip("this CPU has neither avx512_bf16 nor amx_bf16")
     bf16 = Segmenter(test_bundle, device="cpu", precision="bf16")
@@ -412,3 +414,31 @@ def test_streamed_preprocessing_on_real_scans(
             both = int(np.sum((ours == label) & (expected == label)))
             total = int(np.sum(ours == label) + np.sum(expected == label))
             assert total == 0 or 2 * both / total >= 0.999, segmenter.label_names[label]
+
+
+def test_the_cpu_network_path_keeps_the_plain_fp32_masks(
+    segmenter: Segmenter, test_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13.3: the default CPU path (channels-last, one window per thread) is exact: the same labels as the
+    network run plainly with the bundle's window batch; "auto" records the precision that ran."""
+    from medseg.inference import segmenter as segmenter_module
+    from medseg.inference.precision import NetworkPath, supports_bf16
+    from tests.inference.helpers import body_phantom
+
+    from tests.inference.helpers import INFERENCE_SETTINGS
+
+    bundle_batch = INFERENCE_SETTINGS["sw_batch_size"]
+    assert segmenter.inferer.sw_batch_size == max(1, min(bundle_batch, torch.get_num_threads()))  # type: ignore[attr-defined]
+    fixed = Segmenter(test_bundle, device="cpu", overrides={"sw_batch_size": 3})
+    assert fixed.inferer.sw_batch_size == 3 and fixed.network_path.sw_batch_size is None  # type: ignore[attr-defined]
+    path = tmp_path / "phantom.nii.gz"
+    sitk.WriteImage(body_phantom(size_xyz=(96, 80, 40), spacing=(1.5, 1.5, 2.5)), str(path))
+    fast = sitk.GetArrayFromImage(segmenter.segment(path).labels)
+    plain_path = NetworkPath("fp32", False, None, "plain")
+    monkeypatch.setattr(segmenter_module, "choose_network_path", lambda *args, **kwargs: plain_path)
+    plain = Segmenter(test_bundle, device="cpu")
+    assert plain.inferer.sw_batch_size == bundle_batch and plain._predictor is plain.network  # type: ignore[attr-defined]
+    assert np.array_equal(sitk.GetArrayViewFromImage(plain.segment(path).labels), fast)
+    monkeypatch.undo()
+    auto = Segmenter(test_bundle, device="cpu", precision="auto")
+    assert auto.settings()["precision"] == ("bf16" if supports_bf16("cpu") else "fp32")
