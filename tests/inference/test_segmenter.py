@@ -423,9 +423,7 @@ def test_the_cpu_network_path_keeps_the_plain_fp32_masks(
     network run plainly with the bundle's window batch; "auto" records the precision that ran."""
     from medseg.inference import segmenter as segmenter_module
     from medseg.inference.precision import NetworkPath, supports_bf16
-    from tests.inference.helpers import body_phantom
-
-    from tests.inference.helpers import INFERENCE_SETTINGS
+    from tests.inference.helpers import INFERENCE_SETTINGS, body_phantom
 
     bundle_batch = INFERENCE_SETTINGS["sw_batch_size"]
     assert segmenter.inferer.sw_batch_size == max(1, min(bundle_batch, torch.get_num_threads()))  # type: ignore[attr-defined]
