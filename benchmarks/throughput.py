@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.end_to_end import DEFAULT_BUNDLE, medseg_task
+from benchmarks.floor import floor_task
 from benchmarks.harness import log, median_of, ratio, run_fresh, start_measuring, summarize
 from benchmarks.reference import reference_task
 
@@ -31,25 +32,6 @@ from benchmarks.reference import reference_task
 # needs several times the scan in float64 (a 512 x 512 x 1000 scan: well over 8 GiB).
 REFERENCE_MEMORY_CAP_MIB = 8192.0
 BATCH_CASES = 10
-
-
-def floor_task(image: str, output_dir: str) -> dict[str, Any]:
-    """Harness task: read the scan and write an all-background uint8 mask on its grid, timed after the imports."""
-    import numpy as np
-    import SimpleITK as sitk
-
-    from medseg.io.readers import read_scan
-
-    start = start_measuring()
-    scan = read_scan(image)
-    read_seconds = time.perf_counter() - start
-    mask = sitk.GetImageFromArray(np.zeros(sitk.GetArrayViewFromImage(scan.image).shape, dtype=np.uint8))
-    mask.CopyInformation(scan.image)
-    target = Path(output_dir) / "floor_seg.nii.gz"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(mask, str(target), useCompression=True)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "stages": {"read": read_seconds, "write": seconds - read_seconds}}
 
 
 def run_floor(

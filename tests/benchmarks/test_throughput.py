@@ -1,24 +1,10 @@
-"""Throughput rows: the physical floor task, and the floor / large-scan / batch tables of the benchmark page."""
+"""Throughput rows: the floor / large-scan / batch tables of the benchmark page."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import SimpleITK as sitk
-
 from benchmarks.report import _batch, _floor
-from benchmarks.throughput import floor_task
-from benchmarks.workloads import synthetic_ct
-
-
-def test_the_floor_reads_the_scan_and_writes_a_mask_on_its_grid(tmp_path: Path) -> None:
-    image = synthetic_ct((32, 24, 8))
-    result = floor_task(str(image), str(tmp_path / "out"))
-    assert result["seconds"] > 0 and set(result["stages"]) == {"read", "write"}
-    mask, scan = sitk.ReadImage(str(tmp_path / "out" / "floor_seg.nii.gz")), sitk.ReadImage(str(image))
-    assert mask.GetPixelID() == sitk.sitkUInt8 and mask.GetSize() == scan.GetSize()
-    assert mask.GetOrigin() == scan.GetOrigin() and mask.GetSpacing() == scan.GetSpacing()
 
 
 def _side(seconds: float, peak: float, **extra: float) -> dict[str, Any]:
