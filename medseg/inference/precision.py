@@ -17,9 +17,11 @@ hardware bfloat16: on CPU the ``avx512_bf16`` or ``amx_bf16`` flag (``/proc/cpui
 there is no such file); emulated bfloat16 is slower than fp32. On CUDA, ``torch.cuda.is_bf16_supported()``.
 ``auto`` is ``bf16`` where it is supported and ``fp32`` elsewhere.
 
-Measured on the project's benchmark CPU (AMD EPYC Zen 4, 2 cores, ``avx512_bf16``), shipped model, OpenKBP case
-pt_1 (``benchmarks/network.py`` and the figures in ``benchmarks/results/``): see the README's benchmark section.
-No compiled or exported graph: ``torch.compile`` gained 1.34x on that CPU but costs a minute of compilation per
+Measured on the project's benchmark CPU (AMD EPYC Zen 4, 2 cores, ``avx512_bf16``; the network section of
+``benchmarks/results/amd-epyc-2core.md``, levers against the plain network with the bundle's window batch of 4):
+channels-last 1.05x, window batch 2 1.27x, bf16 2.59x, all with identical fp32 masks except bf16 (lowest class Dice
+0.995); ``benchmarks/network.py``'s row ``medseg_cpu_default`` measures the combination chosen here. No compiled or
+exported graph: ``torch.compile`` gained 1.34x on that CPU but costs a minute of compilation per
 process and per window shape, which a batch of small scans does not win back.
 """
 
