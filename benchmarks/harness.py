@@ -93,11 +93,38 @@ def _child_main(task: Task, kwargs: Mapping[str, Any], conn: Connection) -> None
         conn.close()
 
 
-def run_fresh(task: Task, kwargs: Mapping[str, Any] | None = None, timeout_s: float = 900.0) -> dict[str, Any]:
+def _child_rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _wait(receiver: Connection, pid: int, timeout_s: float, memory_cap_mib: float | None) -> str | None:
+    """Wait for the child's result: ``None`` when it is ready (or the child ended), else why it was given up on
+    (``"timeout"``, ``"memory"``)."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return "timeout"
+        if receiver.poll(min(left, 0.1) if memory_cap_mib is not None else left):
+            return None
+        if memory_cap_mib is not None and (_child_rss_mib(pid) or 0.0) > memory_cap_mib:
+            return "memory"
+
+
+def run_fresh(
+    task: Task, kwargs: Mapping[str, Any] | None = None, timeout_s: float = 900.0, memory_cap_mib: float | None = None
+) -> dict[str, Any]:
     """Run ``task(**kwargs)`` in a new spawned interpreter and return its result dict (see the module docstring).
 
     Never raises for a failing task: the result then has ``ok: False`` and ``error`` (an exception's message, a
-    timeout, or the exit signal of a process the kernel killed, e.g. for memory).
+    timeout, the exit signal of a process the kernel killed, e.g. for memory, or, with ``memory_cap_mib``, a
+    resident memory past the cap, polled every 0.1 s: the child is killed and ``memory_cap_exceeded`` is set).
     """
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
@@ -107,8 +134,16 @@ def run_fresh(task: Task, kwargs: Mapping[str, Any] | None = None, timeout_s: fl
     sender.close()
     result: dict[str, Any]
     try:
-        if receiver.poll(timeout_s):
+        stopped = _wait(receiver, int(process.pid or 0), timeout_s, memory_cap_mib)
+        if stopped is None:
             result = receiver.recv()
+        elif stopped == "memory":
+            process.kill()
+            result = {
+                "ok": False,
+                "error": f"out of memory: resident memory passed the cap of {memory_cap_mib:.0f} MiB",
+                "memory_cap_exceeded": True,
+            }
         else:
             process.kill()
             result = {"ok": False, "error": f"timed out after {timeout_s:.0f} s"}

@@ -181,7 +181,8 @@ def _levers(
     levers = [
         Lever(
             "current",
-            f"medseg now: eager fp32, inference_mode, sw_batch {sw_batch}, overlap {overlap}",
+            f"plain fp32 (the bundle's settings): eager, contiguous, inference_mode, sw_batch {sw_batch}, "
+            f"overlap {overlap}",
             network,
             current,
             volume,
@@ -197,6 +198,18 @@ def _levers(
             current,
             volume,
             prepare=to_channels_last,
+        )
+    )
+    path = segmenter.network_path  # what medseg runs by default on this machine (fp32 levers only)
+    default_batch = path.sw_batch_size or sw_batch
+    levers.append(
+        Lever(
+            "medseg_cpu_default",
+            f"medseg's fp32 default here: {path.why.split(': ', 1)[-1].replace('bf16', 'fp32')}",
+            channels_last if path.channels_last else network,
+            _inferer(roi, default_batch, overlap),
+            volume,
+            prepare=to_channels_last if path.channels_last else _unchanged,
         )
     )
     if torch.backends.mkldnn.is_available() and supports_bf16("cpu"):
@@ -234,6 +247,10 @@ def _levers(
         )
     )
     return levers
+
+
+def _unchanged(windows: torch.Tensor) -> torch.Tensor:
+    return windows
 
 
 def _channels_last_copy(network: nn.Module) -> nn.Module:
@@ -325,10 +342,15 @@ def network_task(image: str, model_file: str, bundle: str, repetitions: int, qui
     from medseg.inference import Segmenter
 
     segmenter = Segmenter(bundle, device="cpu", model_file=model_file, progress=False)
+    # Every lever against the plain fp32 network with the bundle's window batch; medseg's own CPU default
+    # (precision.choose_network_path: channels-last, one window per thread) is the lever "medseg_cpu_default".
+    segmenter.network.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    inferer: Any = segmenter.inferer  # the bundle's SlidingWindowInferer
+    inferer.sw_batch_size = int(segmenter.config.get_parsed_content("sw_batch_size"))
     volume, full_volume, box, box_in_current = _model_grid_volumes(segmenter, image)
     network: nn.Module = segmenter.network.eval()
-    roi = [int(n) for n in segmenter.inferer.roi_size]
-    sw_batch = int(segmenter.inferer.sw_batch_size)
+    roi = [int(n) for n in inferer.roi_size]
+    sw_batch = int(inferer.sw_batch_size)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         network(torch.zeros(1, 1, *roi))
     flops_per_window = float(counter.get_total_flops())

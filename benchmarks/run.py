@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.run            # full run (about 20 minutes on 2 cores)
     .venv/bin/python -m benchmarks.run --quick    # tiny sizes, 1 repetition: smoke test and CI
     .venv/bin/python -m benchmarks.run --only end_to_end,network
+    .venv/bin/python -m benchmarks.run --only floor,large_scan,batch [--quick]   # issue 13's throughput rows
 
 See ``benchmarks/README.md`` for what each benchmark measures and how peak memory is computed.
 """
@@ -24,7 +25,7 @@ from benchmarks.machine import fp32_peak, machine_info, machine_name
 from medseg.config import REPO_ROOT, data_root
 from medseg.io.atomic import atomic_path
 
-SECTIONS = ("end_to_end", "inversion", "network", "ingestion", "training", "scaling")
+SECTIONS = ("end_to_end", "inversion", "network", "ingestion", "training", "scaling", "floor", "large_scan", "batch")
 DEFAULT_BUNDLE = "bundles/ct_unet"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 # The synthetic scan of quick mode, and of the sections that can run without data when there is none.
@@ -41,6 +42,8 @@ class Plan:
     ingestion_reads: int
     training: dict[str, Any]
     scaling_sizes: tuple[tuple[int, int, int], ...]
+    large_slices: int = 1000  # the large scan's slices (the chest CT stacked; quick: the small phantom stacked)
+    batch_cases: int = 10
 
 
 FULL = Plan(
@@ -60,6 +63,7 @@ QUICK = Plan(
     ingestion_reads=1,
     training={"max_cases": 2, "patch": 32, "warmup": 1, "iterations": 1, "repetitions": 1, "num_workers": 0},
     scaling_sizes=((64, 64, 32), (96, 96, 48)),
+    large_slices=120,
 )
 
 
@@ -190,6 +194,43 @@ def _run_sections(args: argparse.Namespace, plan: Plan, weights: dict[str, Any],
             sections["training"] = run_training(**plan.training)
         else:
             skipped["training"] = "no data root (set MEDSEG_DATA)"
+    if "floor" in wanted:
+        from benchmarks.throughput import run_floor
+
+        if plan.e2e_synthetic or not have_data:
+            floor_inputs = {"synthetic_" + "x".join(map(str, SMALL_SYNTHETIC)): workloads.synthetic_ct(SMALL_SYNTHETIC)}
+        else:
+            openkbp = workloads.openkbp_case()[0]
+            floor_inputs = {"openkbp_" + openkbp.name.split(".")[0]: openkbp, "lung1_1mm": workloads.lung1_1mm()}
+        sections["floor"] = run_floor(
+            {name: str(path) for name, path in floor_inputs.items()},
+            model_file,
+            work_dir,
+            plan.repetitions,
+            args.bundle,
+        )
+    if "large_scan" in wanted:
+        from benchmarks.throughput import REFERENCE_MEMORY_CAP_MIB, run_floor
+
+        source = (
+            workloads.synthetic_ct(SMALL_SYNTHETIC) if plan.e2e_synthetic or not have_data else workloads.lung1_1mm()
+        )
+        large = workloads.stacked_ct(source, plan.large_slices)
+        sections["large_scan"] = run_floor(
+            {large.name.split(".")[0]: str(large)},
+            model_file,
+            work_dir,
+            plan.repetitions,
+            args.bundle,
+            reference_memory_cap_mib=REFERENCE_MEMORY_CAP_MIB,
+        )
+    if "batch" in wanted:
+        from benchmarks.throughput import run_batch
+
+        cases = workloads.batch_cases(plan.batch_cases, quick=bool(plan.e2e_synthetic))
+        sections["batch"] = run_batch(
+            [str(path) for path in cases], model_file, work_dir, plan.repetitions, args.bundle
+        )
     if "scaling" in wanted:
         from benchmarks.scaling import run_scaling
 

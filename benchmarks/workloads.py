@@ -133,3 +133,46 @@ def dicom_series() -> dict[str, Path]:
         if not folder.is_dir():
             raise MedsegError(folder, "DICOM series folder of the ingestion benchmark is missing")
     return series
+
+
+def stacked_ct(source: Path, slices: int) -> Path:
+    """``source`` repeated along its slice axis (mirrored every other copy, so neighbouring slices stay neighbours)
+    to ``slices`` slices, same in-plane grid, spacing, origin and direction: an uncompressed NIfTI in the cache,
+    built once (the large-scan benchmark's ``512 x 512 x 1000`` chest CT from :func:`lung1_1mm`)."""
+    target = bench_cache() / f"{source.name.split('.')[0]}_stacked_{int(slices)}.nii"
+    if target.is_file():
+        return target
+    image = sitk.ReadImage(str(source))
+    voxels = sitk.GetArrayViewFromImage(image)  # (z, y, x)
+    copies = -(-int(slices) // voxels.shape[0])
+    stacked = np.concatenate([voxels if i % 2 == 0 else voxels[::-1] for i in range(copies)])[: int(slices)]
+    result = sitk.GetImageFromArray(np.ascontiguousarray(stacked))
+    result.SetSpacing(image.GetSpacing())
+    result.SetOrigin(image.GetOrigin())
+    result.SetDirection(image.GetDirection())
+    with atomic_path(target) as tmp:
+        sitk.WriteImage(result, str(tmp), useCompression=False)
+    return target
+
+
+def batch_cases(count: int, quick: bool) -> list[Path]:
+    """``count`` scans for the batch benchmark: the first ``count`` OpenKBP cases in manifest order (imported into
+    the cache on first use); ``quick`` (or no data): ``count`` copies of the small synthetic phantom."""
+    if not quick and data_root(required=False) is not None:
+        from medseg.datasets import prepare_dataset
+        from medseg.datasets.manifest import load_manifest
+
+        folder = Path(prepare_dataset("openkbp", max_cases=count))
+        cases = [case.case_id for case in load_manifest().dataset("openkbp").cases[:count]]
+        return [folder / "imagesTr" / f"{case_id}.nii.gz" for case_id in cases]
+    source = synthetic_ct((96, 96, 48))
+    folder = bench_cache() / "batch_synthetic"
+    folder.mkdir(exist_ok=True)
+    copies = []
+    for index in range(count):
+        copy = folder / f"case_{index:02d}.nii"
+        if not copy.is_file():
+            with atomic_path(copy) as tmp:
+                tmp.write_bytes(source.read_bytes())
+        copies.append(copy)
+    return copies

@@ -1,4 +1,6 @@
-"""Bring a scan onto the model's grid straight from its stored voxels, slab by slab: :func:`streamed_preprocessing`.
+"""Bring a scan onto the model's grid straight from its stored voxels, slab by slab: :func:`streamed_scan_chain`
+(the segmenter's explicit read: a :class:`~medseg.io.readers.Scan` in, the chain's output out) and
+:func:`streamed_preprocessing` (a chain that loads ``{"image": path}`` itself).
 
 The bundle's chain starts ``LoadImaged -> EnsureChannelFirstd -> Orientationd("RAS") -> Spacingd(bilinear)``: MONAI
 turns the whole scan into float32 on load, copies it again when it flips or permutes axes, and resamples it in
@@ -19,8 +21,13 @@ resolution. This is point sampling, not area averaging, on purpose: it is what t
 training chain is the same ``Spacingd``), and an antialiased downsampling would feed it smoother images than it
 has seen. The output carries no ``Orientationd``/``Spacingd`` trace, so it suits inversions that work from the
 model grid's affine (medseg's :func:`~medseg.inference.inversion.labels_on_grid`); MONAI ``Invertd`` of the whole
-chain needs the stock chain (``enabled=False``). A chain that does not start with these four transforms as the
-bundle writes them (bilinear, border padding, a MedsegReader) is returned unchanged.
+chain needs the stock chain (``enabled=False``; the segmenter: ``preprocessing="chain"``). A chain that does not
+start with these transforms as the bundle writes them (bilinear, border padding, a MedsegReader for the path form) is
+left as it is.
+
+Memory, 512 x 512 x 1000 int16 CT (500 MiB stored) to a 4.7 x 4.7 x 2.5 mm grid: the stock chain holds 1 GiB (float32
+load) + 1 GiB (orientation copy) + 2 GiB (float64 resampling) at full resolution; the streamed pass holds the stored
+voxels, one slab of them in float32 (about :data:`BLOCK_BUDGET_BYTES`) and the model grid.
 """
 
 from __future__ import annotations
@@ -182,6 +189,57 @@ def _model_grid(scan: Scan, orientation: Orientationd, spacing: Spacingd) -> tup
     return affine, (shape[0], shape[1], shape[2])
 
 
+def scan_on_model_grid(scan: Scan, orientation: Orientationd, spacing: Spacingd) -> MetaTensor:
+    """``scan`` as ``EnsureChannelFirstd -> orientation -> spacing`` would leave it (``(1, X, Y, Z)`` float32 on the
+    model grid, RAS affine), sampled slab by slab from its stored voxels (see the module notes). The result carries
+    no ``Orientationd``/``Spacingd`` trace: the transforms after them record theirs as usual."""
+    affine, shape = _model_grid(scan, orientation, spacing)
+    volume = resample_stored(scan.image, scan.affine, affine, shape)
+    meta = {
+        MetaKeys.AFFINE: torch.as_tensor(affine),
+        MetaKeys.ORIGINAL_AFFINE: np.asarray(scan.affine, np.float64),
+        MetaKeys.SPATIAL_SHAPE: np.asarray(scan.image.GetSize()),
+        MetaKeys.SPACE: SpaceKeys.RAS,
+        ImageMetaKey.FILENAME_OR_OBJ: str(scan.path),
+    }
+    return MetaTensor(volume[None], meta=meta)
+
+
+class StreamedScanChain:
+    """A chain that starts ``EnsureChannelFirstd -> Orientationd -> Spacingd`` (the bundle's chain without its
+    ``LoadImaged``), run on a :class:`~medseg.io.readers.Scan` already read: the three leading transforms as one
+    streamed pass (:func:`scan_on_model_grid`), then the rest of the chain (the same transform objects).
+
+    Make one with :func:`streamed_scan_chain`; call it as ``chain(scan, key)`` -> ``{key: MetaTensor}`` after the
+    whole chain.
+    """
+
+    def __init__(self, orientation: Orientationd, spacing: Spacingd, rest: Compose) -> None:
+        self.orientation = orientation
+        self.spacing = spacing
+        self.rest = rest
+
+    def __call__(self, scan: Scan, key: Hashable = IMAGE_KEY) -> dict[Hashable, Any]:
+        image = scan_on_model_grid(scan, self.orientation, self.spacing)
+        return dict(self.rest({key: image}))
+
+
+def streamed_scan_chain(chain: Compose, dtype: Any = np.float32) -> StreamedScanChain | None:
+    """The :class:`StreamedScanChain` of ``chain`` (the bundle's chain without its ``LoadImaged``, whose loader
+    gives ``dtype``); ``None`` when ``chain`` does not start with ``EnsureChannelFirstd -> Orientationd ->
+    Spacingd`` as the bundle writes them, or the loader's type is not float32: then the chain runs as it is."""
+    transforms = list(chain.flatten().transforms)
+    if len(transforms) < 3 or np.dtype(dtype) != np.float32:
+        return None
+    channel, orientation, spacing = transforms[:3]
+    if not _streamable_resampling(channel, orientation, spacing):
+        return None
+    rest = Compose(
+        transforms[3:], map_items=chain.map_items, unpack_items=chain.unpack_items, log_stats=chain.log_stats
+    )
+    return StreamedScanChain(orientation, spacing, rest)
+
+
 class _StreamedLoadResampled(MapTransform):
     """``LoadImaged -> EnsureChannelFirstd -> Orientationd -> Spacingd`` for ``{"image": path}`` as one pass (see
     the module notes); any other input (labels as well, several files) goes through the original transforms."""
@@ -201,16 +259,36 @@ class _StreamedLoadResampled(MapTransform):
         if not isinstance(read, Scan):  # a failed read raises its one-line error here; several files: stock chain
             self.reader.get_data(read)
             return dict(self.originals(dict(data)))
-        affine, shape = _model_grid(read, self.orientation, self.spacing)
-        volume = resample_stored(read.image, read.affine, affine, shape)
-        meta = {
-            MetaKeys.AFFINE: torch.as_tensor(affine),
-            MetaKeys.ORIGINAL_AFFINE: np.asarray(read.affine, np.float64),
-            MetaKeys.SPATIAL_SHAPE: np.asarray(read.image.GetSize()),
-            MetaKeys.SPACE: SpaceKeys.RAS,
-            ImageMetaKey.FILENAME_OR_OBJ: str(path),
-        }
-        return {IMAGE_KEY: MetaTensor(volume[None], meta=meta)}
+        image = scan_on_model_grid(read, self.orientation, self.spacing)
+        image.meta[ImageMetaKey.FILENAME_OR_OBJ] = str(path)
+        return {IMAGE_KEY: image}
+
+
+def _streamable_resampling(channel: Any, orientation: Any, spacing: Any) -> bool:
+    """Whether ``channel, orientation, spacing`` are ``EnsureChannelFirstd``, ``Orientationd`` and a bilinear
+    ``Spacingd`` of the image key with MONAI's defaults for what this module reproduces (border padding, no
+    ``align_corners``, ``diagonal``, ``scale_extent`` or ``recompute_affine``)."""
+    if not (
+        isinstance(channel, EnsureChannelFirstd)
+        and isinstance(orientation, Orientationd)
+        and isinstance(spacing, Spacingd)
+        and IMAGE_KEY in channel.keys
+        and IMAGE_KEY in orientation.keys
+        and IMAGE_KEY in spacing.keys
+    ):
+        return False
+    if getattr(channel.adjuster, "input_channel_dim", None) is not None:
+        return False
+    index = list(spacing.keys).index(IMAGE_KEY)
+    space = spacing.spacing_transform
+    return not (
+        str(spacing.mode[index]) != "bilinear"
+        or str(spacing.padding_mode[index]) != "border"
+        or bool(spacing.align_corners[index])
+        or bool(space.diagonal)
+        or bool(spacing.scale_extent[index])
+        or bool(space.recompute_affine)
+    )
 
 
 def _streamable(transforms: Sequence[Any]) -> MedsegReader | None:
@@ -218,26 +296,10 @@ def _streamable(transforms: Sequence[Any]) -> MedsegReader | None:
     spacing steps with MONAI's defaults for what this module reproduces; else ``None``."""
     if len(transforms) < 4:
         return None
-    load, channel, orientation, spacing = transforms[:4]
-    if not (
-        isinstance(load, LoadImaged)
-        and isinstance(channel, EnsureChannelFirstd)
-        and isinstance(orientation, Orientationd)
-        and isinstance(spacing, Spacingd)
-        and IMAGE_KEY in load.keys
-        and IMAGE_KEY in spacing.keys
-    ):
+    load = transforms[0]
+    if not (isinstance(load, LoadImaged) and IMAGE_KEY in load.keys):
         return None
-    index = list(spacing.keys).index(IMAGE_KEY)
-    space = spacing.spacing_transform
-    if (
-        str(spacing.mode[index]) != "bilinear"
-        or str(spacing.padding_mode[index]) != "border"
-        or bool(spacing.align_corners[index])
-        or bool(space.diagonal)
-        or bool(spacing.scale_extent[index])
-        or bool(space.recompute_affine)
-    ):
+    if not _streamable_resampling(*transforms[1:4]):
         return None
     readers = [reader for reader in load._loader.readers if isinstance(reader, MedsegReader)]
     return readers[-1] if readers else None

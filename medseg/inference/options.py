@@ -23,6 +23,8 @@ from medseg.inference.precision import Precision
 
 Inversion = Literal["slabs", "nearest", "invertd"]
 INVERSIONS: tuple[str, ...] = get_args(Inversion)
+Preprocessing = Literal["streamed", "chain"]
+PREPROCESSINGS: tuple[str, ...] = get_args(Preprocessing)
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,19 @@ class SegmentOptions:
         fix_geometry: let the reader repair uneven slices, tilt and header disagreements instead of refusing.
         inversion: ``"slabs"`` (default, bounded memory), ``"nearest"`` or ``"invertd"``
             (see :mod:`medseg.inference.segmenter`).
-        precision: ``"fp32"`` (default, exact) or ``"bf16"`` (:mod:`medseg.inference.precision`).
+        precision: ``"fp32"`` (default, exact), ``"bf16"`` or ``"auto"`` (bf16 where the hardware has it, else
+            fp32; :mod:`medseg.inference.precision`).
+        preprocessing: ``"streamed"`` (default): the chain's orientation and resampling as one slab-wise pass from
+            the scan's stored voxels (:func:`medseg.inference.model_grid.streamed_scan_chain`; float32, no
+            full-resolution float copy); ``"chain"``: the bundle's chain transform by transform (MONAI's float64
+            ``Spacingd``), the reference. ``inversion="invertd"`` always uses the chain (it inverts its trace).
         progress: show the sliding-window progress bar.
         overrides: bundle config values to override, as ``monai.bundle run`` takes them (``{"sw_overlap": 0.5}``);
             model keys given here replace the model config's (they must match the training run's).
 
     Raises:
-        MedsegError: an unknown inversion, or a negative component size (the precision is checked against the
-            device when the segmenter loads).
+        MedsegError: an unknown inversion or preprocessing, or a negative component size (the precision is
+            checked against the device when the segmenter loads).
     """
 
     bundle: Path | None = None
@@ -59,6 +66,7 @@ class SegmentOptions:
     fix_geometry: bool = False
     inversion: Inversion = "slabs"
     precision: Precision = "fp32"
+    preprocessing: Preprocessing = "streamed"
     progress: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
@@ -71,6 +79,10 @@ class SegmentOptions:
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides or {})))
         if self.inversion not in INVERSIONS:
             raise MedsegError(None, f"inversion must be one of {', '.join(INVERSIONS)}, got {self.inversion!r}")
+        if self.preprocessing not in PREPROCESSINGS:
+            raise MedsegError(
+                None, f"preprocessing must be one of {', '.join(PREPROCESSINGS)}, got {self.preprocessing!r}"
+            )
         minimum = float(self.min_component_ml)
         if not math.isfinite(minimum) or minimum < 0:
             raise MedsegError(None, f"min_component_ml must be a number >= 0, got {self.min_component_ml!r}")
@@ -96,4 +108,5 @@ class SegmentOptions:
             "fix_geometry": self.fix_geometry,
             "inversion": self.inversion,
             "precision": self.precision,
+            "preprocessing": self.preprocessing,
         }

@@ -1,20 +1,36 @@
-"""Inference precision: ``fp32`` (default: exact, reproducible) or ``bf16`` (opt-in, about 2x faster on CPUs with
-bfloat16 instructions, a few organ-boundary voxels differ).
+"""The network's path on the machine it runs on: precision (``fp32``, ``bf16`` or ``auto``), memory order and
+window batch, chosen once at start (:func:`choose_network_path`).
 
-``bf16`` runs the network in channels-last memory order (``torch.channels_last_3d`` for 3D networks,
-``torch.channels_last`` for 2D ones) under ``torch.autocast(bfloat16)``: convolutions compute in bfloat16 on
-float32 weights, and the logits are cast back to float32 before the sliding window blends them, so blending,
-softmax, argmax and inversion stay in float32. On this project's benchmark CPU (AMD EPYC Zen 4) that is 1.97x the
-fp32 network with a lowest organ Dice of 0.996 against the fp32 masks (``benchmarks/network.py``).
+``fp32`` (default) is the exact reference. On a CPU it runs with the fastest *exact* levers (same float32
+arithmetic, only the order of work changes; masks identical on the shipped model, see below):
 
-It needs hardware bfloat16: on CPU the ``avx512_bf16`` or ``amx_bf16`` flag (``/proc/cpuinfo``, or torch's own
-check where there is no such file); emulated bfloat16 is slower than fp32. On CUDA, ``torch.cuda.is_bf16_supported()``.
+* channels-last memory order (``torch.channels_last_3d`` for 3D networks, ``torch.channels_last`` for 2D ones):
+  oneDNN's native layout for CPU convolutions, so no reorder per layer;
+* a sliding-window batch of as many windows as the CPU has threads (at most the bundle's ``sw_batch_size``): one
+  window per core keeps each core's working set in its cache; the bundle's value stands when the caller overrides
+  ``sw_batch_size``, and on GPUs.
+
+``bf16`` (opt-in, or ``auto`` where the hardware has it) runs the network in channels-last order under
+``torch.autocast(bfloat16)``: convolutions compute in bfloat16 on float32 weights, and the logits are cast back to
+float32 before the sliding window blends them, so blending, softmax, argmax and inversion stay in float32. It needs
+hardware bfloat16: on CPU the ``avx512_bf16`` or ``amx_bf16`` flag (``/proc/cpuinfo``, or torch's own check where
+there is no such file); emulated bfloat16 is slower than fp32. On CUDA, ``torch.cuda.is_bf16_supported()``.
+``auto`` is ``bf16`` where it is supported and ``fp32`` elsewhere.
+
+Measured on the project's benchmark CPU (AMD EPYC Zen 4, 2 cores, ``avx512_bf16``; the network section of
+``benchmarks/results/amd-epyc-2core.md``, levers against the plain network with the bundle's window batch of 4):
+channels-last 1.05x, window batch 2 1.27x, bf16 2.59x, all with identical fp32 masks except bf16 (lowest class Dice
+0.995); ``benchmarks/network.py``'s row ``medseg_cpu_default`` measures the combination chosen here. No compiled or
+exported graph: ``torch.compile`` gained 1.34x on that CPU but costs a minute of compilation per
+process and per window shape, which a batch of small scans does not win back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -23,7 +39,8 @@ from torch import nn
 
 from medseg.errors import MedsegError
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "bf16", "auto"]  # what a caller asks for
+NetworkPrecision = Literal["fp32", "bf16"]  # what runs
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 CPU_BF16_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
 CPUINFO = Path("/proc/cpuinfo")
@@ -67,8 +84,9 @@ def supports_bf16(device: torch.device | str) -> bool:
     return False
 
 
-def check_precision(precision: str, device: torch.device | str) -> Precision:
-    """``precision`` as a :data:`Precision`, after checking that ``device`` supports it.
+def check_precision(precision: str, device: torch.device | str) -> NetworkPrecision:
+    """The precision the network runs at for the requested ``precision`` (``auto``: ``bf16`` where ``device`` has
+    bfloat16 hardware, else ``fp32``), after checking that ``device`` supports it.
 
     Raises:
         MedsegError: an unknown precision, or ``bf16`` on a device without bfloat16 hardware.
@@ -76,6 +94,8 @@ def check_precision(precision: str, device: torch.device | str) -> Precision:
     if precision not in PRECISIONS:
         raise MedsegError(None, f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = torch.device(device)
+    if precision == "auto":
+        return "bf16" if supports_bf16(device) else "fp32"
     if precision == "bf16" and not supports_bf16(device):
         if device.type == "cuda":
             why = f"CUDA device {device} has no bfloat16 support (torch.cuda.is_bf16_supported() is False)"
@@ -86,8 +106,68 @@ def check_precision(precision: str, device: torch.device | str) -> Precision:
             )
         else:
             why = f"device {device} is neither a CPU nor a CUDA device"
-        raise MedsegError(None, f"--precision bf16: {why}; use --precision fp32")
+        raise MedsegError(None, f"--precision bf16: {why}; use --precision fp32 or auto")
     return "bf16" if precision == "bf16" else "fp32"
+
+
+@dataclass(frozen=True)
+class NetworkPath:
+    """How the network runs on this machine (:func:`choose_network_path`).
+
+    Attributes:
+        precision: ``fp32`` or ``bf16`` (resolved from ``auto``).
+        channels_last: weights and windows in channels-last memory order.
+        sw_batch_size: windows per network call; ``None``: the bundle's.
+        why: one line saying what was chosen and why (for logs and the benchmark report).
+    """
+
+    precision: NetworkPrecision
+    channels_last: bool
+    sw_batch_size: int | None
+    why: str
+
+
+def cpu_threads() -> int:
+    """The threads torch computes with (``torch.get_num_threads()``: the CPUs this process may use, or
+    ``OMP_NUM_THREADS``), at least 1."""
+    return max(1, int(torch.get_num_threads()))
+
+
+def choose_network_path(
+    precision: str,
+    device: torch.device | str,
+    spatial_dims: int = 3,
+    bundle_sw_batch_size: int | None = None,
+    sw_batch_size_fixed: bool = False,
+    threads: int | None = None,
+) -> NetworkPath:
+    """The fastest exact network path for ``device`` at the requested ``precision`` (see the module notes): on a
+    CPU channels-last order and a window batch of ``threads`` windows (at most ``bundle_sw_batch_size``; unchanged
+    when ``sw_batch_size_fixed``, the caller's own value); ``bf16`` in channels-last order everywhere; ``fp32`` on
+    a GPU as it is. Rules from the CPU's features and thread count, no measurement: choosing costs nothing.
+
+    Raises:
+        MedsegError: as :func:`check_precision`.
+    """
+    device = torch.device(device)
+    resolved = check_precision(precision, device)
+    layout_ok = spatial_dims in (2, 3)
+    if device.type != "cpu":
+        channels_last = resolved == "bf16" and layout_ok
+        why = f"{device.type}: {resolved}" + (", channels-last" if channels_last else "")
+        return NetworkPath(resolved, channels_last, None, why)
+    batch: int | None = None
+    if spatial_dims == 3 and not sw_batch_size_fixed and bundle_sw_batch_size:
+        threads = cpu_threads() if threads is None else max(1, int(threads))
+        batch = max(1, min(int(bundle_sw_batch_size), threads))
+    parts = [f"cpu ({os.cpu_count()} CPUs): {resolved}"]
+    if resolved == "fp32" and precision == "auto":
+        parts.append(f"(no {' or '.join(CPU_BF16_FLAGS)})")
+    if layout_ok:
+        parts.append("channels-last")
+    if batch is not None:
+        parts.append(f"window batch {batch} (one per thread)")
+    return NetworkPath(resolved, layout_ok, batch, ", ".join(parts))
 
 
 def memory_format(spatial_dims: int) -> torch.memory_format:
@@ -106,15 +186,19 @@ def to_channels_last(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def prepare_network(network: nn.Module, precision: Precision, spatial_dims: int = 3) -> nn.Module:
-    """``network`` made ready for ``precision``, in place (and returned): for ``bf16`` its weights in channels-last
-    memory order, once (they stay float32: autocast casts them per call); for ``fp32`` untouched."""
-    if precision == "bf16":
+def prepare_network(
+    network: nn.Module, precision: NetworkPrecision, spatial_dims: int = 3, channels_last: bool | None = None
+) -> nn.Module:
+    """``network`` made ready for its path, in place (and returned): its weights in channels-last memory order,
+    once, when ``channels_last`` (default: for ``bf16`` only); they stay float32 (autocast casts them per call)."""
+    if channels_last is None:
+        channels_last = precision == "bf16"
+    if channels_last:
         network.to(memory_format=memory_format(spatial_dims))  # type: ignore[call-overload]  # stubs lack it
     return network
 
 
-def autocast_context(device: torch.device | str, precision: Precision) -> contextlib.AbstractContextManager[Any]:
+def autocast_context(device: torch.device | str, precision: NetworkPrecision) -> contextlib.AbstractContextManager[Any]:
     """``torch.autocast(device type, bfloat16)`` for ``bf16``; a no-op context for ``fp32``."""
     if precision == "bf16":
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
@@ -133,21 +217,31 @@ def as_float32(output: Any) -> Any:
 
 
 class PrecisionPredictor(nn.Module):
-    """Runs ``predictor`` at ``precision`` inside a sliding window: each window batch in channels-last order,
-    the call under bfloat16 autocast, the logits back in float32 (so the window blending is float32).
+    """Runs ``predictor`` on its path inside a sliding window: each window batch in channels-last order (when
+    ``channels_last``, default: for ``bf16``), under bfloat16 autocast for ``bf16``, the logits back in float32 (so
+    the window blending is float32).
 
     Shapes: as ``predictor`` (``(B, C_in, *spatial)`` -> ``(B, C_out, *spatial)``), outputs float32.
     """
 
-    def __init__(self, predictor: Callable[..., Any], device: torch.device | str, precision: Precision) -> None:
+    def __init__(
+        self,
+        predictor: Callable[..., Any],
+        device: torch.device | str,
+        precision: NetworkPrecision,
+        channels_last: bool | None = None,
+    ) -> None:
         super().__init__()
         self.predictor = predictor
         self.device_type = torch.device(device).type
-        self.precision: Precision = precision
+        self.precision: NetworkPrecision = precision
+        self.channels_last = precision == "bf16" if channels_last is None else channels_last
 
     def forward(self, windows: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self.channels_last:
+            windows = to_channels_last(windows)
         if self.precision == "fp32":
             return self.predictor(windows, *args, **kwargs)
         with autocast_context(self.device_type, self.precision):
-            output = self.predictor(to_channels_last(windows), *args, **kwargs)
+            output = self.predictor(windows, *args, **kwargs)
         return as_float32(output)

@@ -9,9 +9,13 @@ explicitly):
    resampled to is checked against the limits (:func:`medseg.io.limits.check_resampled_grid`) before anything is
    allocated for it;
 2. **preprocess**: the bundle's own transform chain (``preprocessing`` of ``configs/inference.json``: channel
-   first, RAS, target spacing, body crop, HU window, mirror padding up to the window) runs on the scan's voxels and
-   RAS affine as a MONAI ``MetaTensor`` (:func:`scan_tensor`); the chain's ``LoadImaged`` is not run (the scan is
-   already read), so nothing reads files behind the segmenter's back;
+   first, RAS, target spacing, body crop, HU window, mirror padding up to the window) runs on the scan already
+   read; the chain's ``LoadImaged`` is not run, so nothing reads files behind the segmenter's back. By default
+   (``preprocessing="streamed"``) its channel-first, RAS and spacing steps are one slab-wise pass from the scan's
+   stored (int16) voxels onto the model grid (:func:`medseg.inference.model_grid.streamed_scan_chain`: the same
+   trilinear samples in float32, no full-resolution float copy), then the rest of the chain;
+   ``preprocessing="chain"`` (and ``inversion="invertd"``, which inverts the chain's trace) runs every transform
+   on the scan's voxels and RAS affine as a MONAI ``MetaTensor`` (:func:`scan_tensor`);
 3. **network**: the bundle's ``inferer`` (sliding window, Gaussian blending) with the network, softmax on the
    model grid;
 4. **back to the scan's grid**: :func:`medseg.inference.inversion.labels_on_grid` resamples the probabilities slab
@@ -30,9 +34,11 @@ is untrusted data: it is checked key by key, its values are set into the bundle'
 and the network is built by a Python call (:meth:`medseg.model_spec.ModelSpec.build_network`), so nothing in a model
 folder ever reaches MONAI's config parser as an expression or a component.
 
-``precision="bf16"`` (opt-in, :mod:`medseg.inference.precision`) runs the network in channels-last memory order
-under bfloat16 autocast where the CPU or GPU has bfloat16 hardware; the logits are float32 again before the
-window blending, so everything after the network is the same float32 code.
+The network's path is chosen once, at load, from the device's features
+(:func:`medseg.inference.precision.choose_network_path`): on a CPU, fp32 in channels-last order with one window per
+thread (exact: the same float32 arithmetic in another order); ``precision="bf16"`` (opt-in, or ``"auto"`` where the
+CPU or GPU has bfloat16 hardware) runs it under bfloat16 autocast; the logits are float32 again before the window
+blending, so everything after the network is the same float32 code.
 """
 
 from __future__ import annotations
@@ -79,9 +85,10 @@ from medseg.inference.bundle import (
     resolve_bundle,
 )
 from medseg.inference.inversion import labels_on_grid
+from medseg.inference.model_grid import StreamedScanChain, streamed_scan_chain
 from medseg.inference.options import INVERSIONS, Inversion, SegmentOptions
 from medseg.inference.postprocess import clean_label_map
-from medseg.inference.precision import PrecisionPredictor, check_precision, prepare_network
+from medseg.inference.precision import PrecisionPredictor, choose_network_path, prepare_network
 from medseg.io.geometry import ras_affine
 from medseg.io.limits import check_resampled_grid
 from medseg.io.monai_reader import MedsegReader, unwrap_medseg_error
@@ -226,7 +233,6 @@ class Segmenter:
         self.options = options
         self.bundle_dir = resolve_bundle() if options.bundle is None else resolve_bundle(options.bundle)
         self.device = resolve_device(options.device)
-        self.precision = check_precision(options.precision, self.device)
 
         config_files = inference_config_files(self.bundle_dir)
         parser = ConfigParser()  # the bundle's own configs: trusted
@@ -260,19 +266,37 @@ class Segmenter:
         self.label_table: dict[int, LabelInfo] = label_table(self.label_names)
         self.loader, self.preprocessing = _split_loader(self._parsed("preprocessing"), self.bundle_dir)
         self._padding = _trailing_padding(self.preprocessing)
+        self._streamed: StreamedScanChain | None = None
+        if options.preprocessing == "streamed" and options.inversion != "invertd":
+            self._streamed = streamed_scan_chain(self.preprocessing, self.loader._loader.dtype)
         self.inferer: Callable[..., Any] = self._parsed("inferer")
         if hasattr(self.inferer, "progress"):
             self.inferer.progress = options.progress
+        # How the network runs here: precision, memory order, window batch (the caller's sw_batch_size stands).
+        self.network_path = choose_network_path(
+            options.precision,
+            self.device,
+            self._spatial_dims(),
+            bundle_sw_batch_size=getattr(self.inferer, "sw_batch_size", None),
+            sw_batch_size_fixed="sw_batch_size" in options.overrides or "inferer#sw_batch_size" in options.overrides,
+        )
+        self.precision = self.network_path.precision
+        if self.network_path.sw_batch_size is not None:
+            self.inferer.sw_batch_size = self.network_path.sw_batch_size  # type: ignore[attr-defined]
+        logger.info("network path: %s", self.network_path.why)
         network = self.model_spec.build_network() if self.model_spec is not None else self._parsed("network_def")
         self.model_sha256 = load_weights(network, self.model_file, self.bundle_dir)
-        self.network = prepare_network(network.to(self.device).eval(), self.precision, self._spatial_dims())
+        channels_last = self.network_path.channels_last
+        self.network = prepare_network(
+            network.to(self.device).eval(), self.precision, self._spatial_dims(), channels_last=channels_last
+        )
         self._predictor: nn.Module = self.network
         if options.tta:
             # Spatial axis 0 is left-right after the chain's Orientationd("RAS"): mirroring it would swap the
             # RightParotid / LeftParotid predictions, so only the other axes are mirrored.
             self._predictor = FlipEnsemble(self.network, spatial_axes=range(1, self._spatial_dims())).eval()
-        if self.precision != "fp32":
-            self._predictor = PrecisionPredictor(self._predictor, self.device, self.precision).eval()
+        if self.precision != "fp32" or channels_last:
+            self._predictor = PrecisionPredictor(self._predictor, self.device, self.precision, channels_last).eval()
 
     # The options, as attributes of the segmenter.
     @property
@@ -335,7 +359,9 @@ class Segmenter:
         """What decides the output for a given scan (config and weights by content, not by path, and
         :meth:`SegmentOptions.recorded`): recorded in ``case.json``; a case made with other settings is redone on
         resume."""
-        return {"config_sha256": self.config_sha256, "model_sha256": self.model_sha256, **self.options.recorded()}
+        # The precision that ran ("auto" resolved): fp32 and bf16 masks differ, whatever was asked for.
+        recorded = {**self.options.recorded(), "precision": self.precision}
+        return {"config_sha256": self.config_sha256, "model_sha256": self.model_sha256, **recorded}
 
     def segment(self, path: str | os.PathLike[str], clock: StageClock | None = None) -> Segmentation:
         """Read the scan at ``path`` (image file, DICOM file, series or study folder) and segment it.
@@ -389,8 +415,11 @@ class Segmenter:
         check_resampled_grid(scan.path, shape, spacing, _target_spacing(self.preprocessing, len(shape)))
 
     def _preprocess(self, scan: Scan) -> dict[Hashable, Any]:
-        """The bundle's chain (without its loader) on the scan's voxels."""
+        """The bundle's chain (without its loader) on the scan: streamed from its stored voxels onto the model grid
+        where the chain allows it, else transform by transform on its voxels as float32."""
         try:
+            if self._streamed is not None:
+                return self._streamed(scan, self._image_keys()[0])
             return self.preprocessing({key: scan_tensor(scan, self.loader) for key in self._image_keys()})
         except Exception as err:
             # MONAI's Compose wraps a transform's exception in "applying transform ...": hand on a MedsegError

@@ -85,3 +85,11 @@ def test_summaries_use_successful_runs_only() -> None:
     assert median_of([{"ok": False}], "seconds") is None
     assert ratio(6.0, 2.0) == pytest.approx(3.0)
     assert ratio(None, 2.0) is None and ratio(1.0, 0.0) is None
+
+
+def test_a_child_past_the_memory_cap_is_killed_and_reported() -> None:
+    capped = run_fresh(allocate_task, {"megabytes": 1500}, memory_cap_mib=400)
+    assert not capped["ok"] and capped["memory_cap_exceeded"]
+    assert "out of memory" in capped["error"] and "400 MiB" in capped["error"]
+    fits = run_fresh(allocate_task, {"megabytes": 10}, memory_cap_mib=4000)
+    assert fits["ok"] and "memory_cap_exceeded" not in fits

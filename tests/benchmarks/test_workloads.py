@@ -40,3 +40,16 @@ def test_lung1_resampled_to_1mm_keeps_the_geometry(data_root: Path) -> None:
     assert image.GetDirection() == pytest.approx(source.GetDirection(), abs=1e-6)
     # Every fifth 1 mm slice lies on a source slice: same voxels there.
     assert np.array_equal(sitk.GetArrayViewFromImage(image)[5], sitk.GetArrayViewFromImage(source)[1])
+
+
+def test_stacked_ct_repeats_the_slices_on_the_same_grid(tmp_path: Path) -> None:
+    from benchmarks.workloads import stacked_ct
+
+    source = synthetic_ct((32, 24, 8))
+    path = stacked_ct(source, 20)
+    image, original = sitk.ReadImage(str(path)), sitk.ReadImage(str(source))
+    assert image.GetSize() == (32, 24, 20) and image.GetPixelID() == sitk.sitkInt16
+    assert image.GetSpacing() == original.GetSpacing() and image.GetOrigin() == original.GetOrigin()
+    voxels, first = sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(original)
+    assert np.array_equal(voxels[:8], first) and np.array_equal(voxels[8:16], first[::-1])
+    assert np.array_equal(voxels[16:], first[:4])

@@ -19,7 +19,7 @@ from monai.transforms import (
 )
 
 from medseg.errors import MedsegError
-from medseg.inference.model_grid import resample_stored, streamed_preprocessing
+from medseg.inference.model_grid import resample_stored, streamed_preprocessing, streamed_scan_chain
 from medseg.io.monai_reader import MedsegReader
 from medseg.transforms import BodyMask
 from tests.inference.helpers import body_phantom
@@ -121,3 +121,38 @@ def test_real_scans_match_the_bundle_chain(data_root: Path, relative: str) -> No
     assert result.shape == expected.shape
     np.testing.assert_allclose(result.affine.numpy(), expected.affine.numpy(), atol=1e-9)
     assert float((result.as_tensor() - expected.as_tensor()).abs().max()) < 1e-2  # HU
+
+
+def _scan_chain(pixdim: tuple[float, ...] = (2.3, 1.7, 3.1)) -> Compose:
+    """The bundle chain's shape without its LoadImaged: what the segmenter runs on a scan it read itself."""
+    return Compose(list(_chain(pixdim).transforms[1:]))
+
+
+@pytest.mark.parametrize("direction", list(DIRECTIONS))
+def test_a_scan_in_memory_streams_to_the_chains_result(tmp_path: Path, direction: str) -> None:
+    """streamed_scan_chain(chain)(scan) against the chain on the scan's float32 voxels (the segmenter's two ways)."""
+    from medseg.inference.segmenter import scan_tensor
+    from medseg.io.readers import read_scan
+
+    path = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(_noisy_phantom(DIRECTIONS[direction]), str(path))
+    scan = read_scan(path)
+    chain = _scan_chain()
+    streamed = streamed_scan_chain(chain)
+    assert streamed is not None and streamed.rest.transforms == chain.transforms[3:]
+    expected = chain({"image": scan_tensor(scan)})["image"]
+    result = streamed(scan, "image")["image"]
+    assert result.shape == expected.shape and result.dtype == torch.float32
+    np.testing.assert_allclose(result.affine.numpy(), expected.affine.numpy(), atol=1e-9)
+    assert float((result.as_tensor() - expected.as_tensor()).abs().max()) < 1e-3
+    # The crop after the resampling records its trace as in the chain; the resampling records none.
+    assert [op["class"] for op in result.applied_operations] == ["CropForeground"]
+
+
+def test_chains_the_stream_does_not_reproduce_are_left_alone() -> None:
+    assert streamed_scan_chain(_scan_chain(), dtype=np.float64) is None  # a loader giving float64
+    chain = _scan_chain()
+    nearest = Compose([*chain.transforms[:2], Spacingd("image", pixdim=(2.0, 2.0, 2.0), mode="nearest")])
+    assert streamed_scan_chain(nearest) is None
+    no_channel = Compose(list(chain.transforms[1:]))
+    assert streamed_scan_chain(no_channel) is None

@@ -17,6 +17,7 @@ from medseg.inference.precision import (
     as_float32,
     autocast_context,
     check_precision,
+    choose_network_path,
     cpu_flags,
     prepare_network,
     supports_bf16,
@@ -49,7 +50,7 @@ def test_fp32_is_always_accepted_and_unknown_precisions_are_refused(monkeypatch:
     _no_bf16(monkeypatch)
     assert check_precision("fp32", "cpu") == "fp32"
     assert check_precision("fp32", torch.device("cuda")) == "fp32"
-    with pytest.raises(MedsegError, match="--precision must be one of fp32, bf16, got 'fp16'"):
+    with pytest.raises(MedsegError, match="--precision must be one of fp32, bf16, auto, got 'fp16'"):
         check_precision("fp16", "cpu")
 
 
@@ -115,3 +116,49 @@ def test_bf16_sliding_window_matches_fp32_masks() -> None:
     assert not torch.equal(bf16, fp32)  # bfloat16 ran
     agreement = (bf16.argmax(dim=1) == fp32.argmax(dim=1)).float().mean().item()
     assert agreement >= 0.95
+
+
+def test_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_bf16(monkeypatch)
+    assert check_precision("auto", "cpu") == "fp32"
+    assert check_precision("auto", torch.device("cuda")) == "fp32"
+    monkeypatch.setattr(precision, "cpu_flags", lambda cpuinfo=precision.CPUINFO: frozenset({"avx512_bf16"}))
+    assert check_precision("auto", "cpu") == "bf16"
+    assert check_precision("fp32", "cpu") == "fp32"  # never bf16 unless asked
+
+
+def test_the_cpu_path_is_channels_last_with_one_window_per_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_bf16(monkeypatch)
+    path = choose_network_path("fp32", "cpu", 3, bundle_sw_batch_size=4, threads=2)
+    assert (path.precision, path.channels_last, path.sw_batch_size) == ("fp32", True, 2)
+    assert "channels-last" in path.why and "window batch 2" in path.why
+    assert choose_network_path("fp32", "cpu", 3, bundle_sw_batch_size=4, threads=64).sw_batch_size == 4
+    assert choose_network_path("fp32", "cpu", 3, bundle_sw_batch_size=4, threads=1).sw_batch_size == 1
+    # The caller's own sw_batch_size stands; 2D slice inferers keep theirs; no bundle value: nothing to change.
+    assert choose_network_path("fp32", "cpu", 3, 4, sw_batch_size_fixed=True, threads=2).sw_batch_size is None
+    assert choose_network_path("fp32", "cpu", 2, bundle_sw_batch_size=32, threads=2).sw_batch_size is None
+    assert choose_network_path("fp32", "cpu", 3, threads=2).sw_batch_size is None
+    auto = choose_network_path("auto", "cpu", 3, bundle_sw_batch_size=4, threads=2)
+    assert auto.precision == "fp32" and "no avx512_bf16 or amx_bf16" in auto.why
+    monkeypatch.setattr(precision, "_torch_cpu_bf16", lambda: True)
+    assert choose_network_path("auto", "cpu", 3, bundle_sw_batch_size=4, threads=2).precision == "bf16"
+
+
+def test_gpus_keep_fp32_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_bf16(monkeypatch)
+    path = choose_network_path("fp32", torch.device("cuda"), 3, bundle_sw_batch_size=4, threads=2)
+    assert (path.precision, path.channels_last, path.sw_batch_size) == ("fp32", False, None)
+    with pytest.raises(MedsegError, match="bf16"):
+        choose_network_path("bf16", torch.device("cuda"), 3)
+
+
+def test_fp32_channels_last_windows_give_the_same_logits() -> None:
+    """The exact lever: channels-last weights and windows compute the same float32 values (to rounding)."""
+    network = _tiny_unet()
+    windows = torch.randn(2, 1, 24, 24, 24, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        plain = network(windows)
+        predictor = PrecisionPredictor(prepare_network(_tiny_unet(), "fp32", channels_last=True), "cpu", "fp32", True)
+        fast = predictor(windows)
+    assert fast.dtype == torch.float32 and fast.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)

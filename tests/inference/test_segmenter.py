@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from medseg.errors import GeometryError, InputError, MedsegError
 from medseg.inference.segmenter import Segmenter
@@ -97,9 +98,10 @@ def test_bf16_precision_keeps_the_masks_and_is_recorded(
     from medseg.inference.precision import PrecisionPredictor, supports_bf16
     from tests.inference.helpers import body_phantom
 
-    # fp32 (the default) runs the network as it is: no wrapper, no memory-order change.
-    assert segmenter.precision == "fp32" and not isinstance(segmenter._predictor, PrecisionPredictor)
-    assert all(p.is_contiguous() for p in segmenter.network.parameters())
+    # fp32 (the default) on a CPU: float32 throughout, only the memory order is channels-last.
+    assert segmenter.precision == "fp32" and segmenter.network_path.channels_last
+    assert isinstance(segmenter._predictor, PrecisionPredictor) and segmenter._predictor.precision == "fp32"
+    assert all(p.dtype == torch.float32 for p in segmenter.network.parameters())
     if not supports_bf16("cpu"):
         pytest.skip("this CPU has neither avx512_bf16 nor amx_bf16")
     bf16 = Segmenter(test_bundle, device="cpu", precision="bf16")
@@ -367,3 +369,74 @@ def test_a_resampled_grid_over_the_limit_is_refused_before_preprocessing(
         segmenter.segment(path, clock)
     assert "205x171x384" in str(caught.value)
     assert "preprocess" not in clock.seconds
+
+
+def test_streamed_preprocessing_gives_the_chains_labels(
+    segmenter: Segmenter, test_bundle: Path, tmp_path: Path
+) -> None:
+    """Issue 13.2: the default streams the scan onto the model grid from its int16 voxels; the chain transform by
+    transform (preprocessing="chain") gives the same labels, on exactly the scan's grid."""
+    from tests.inference.helpers import body_phantom
+
+    oblique = sitk.VersorTransform((0.1, 0.2, 0.95), 0.2).GetMatrix()
+    chain = Segmenter(test_bundle, device="cpu", preprocessing="chain")
+    assert segmenter._streamed is not None and chain._streamed is None
+    assert segmenter.settings()["preprocessing"] == "streamed" and chain.settings()["preprocessing"] == "chain"
+    assert Segmenter(test_bundle, device="cpu", inversion="invertd")._streamed is None  # Invertd needs the trace
+    for index, direction in enumerate([(-1, 0, 0, 0, -1, 0, 0, 0, 1), oblique]):
+        path = tmp_path / f"phantom_{index}.nii.gz"
+        sitk.WriteImage(body_phantom(size_xyz=(96, 80, 40), spacing=(1.1, 1.3, 2.7), direction=direction), str(path))
+        streamed = segmenter.segment(path)
+        _check_on_scan_grid(streamed.labels, path)
+        expected = chain.segment(path)
+        assert streamed.model_shape == expected.model_shape
+        assert np.array_equal(sitk.GetArrayViewFromImage(streamed.labels), sitk.GetArrayViewFromImage(expected.labels))
+    with pytest.raises(MedsegError, match="preprocessing must be one of"):
+        Segmenter(test_bundle, device="cpu", preprocessing="fast")
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_streamed_preprocessing_on_real_scans(
+    segmenter: Segmenter, test_bundle: Path, openkbp_images: list[Path], data_root: Path
+) -> None:
+    """An OpenKBP case and the 512 x 512 chest CT: the same labels either way, up to the voxels where the random
+    test network's classes tie within float32 rounding (6 of 12.6 million on the chest CT; with the shipped model
+    both scans come out identical)."""
+    chain = Segmenter(test_bundle, device="cpu", preprocessing="chain")
+    for path in (openkbp_images[0], data_root / "pyradiomics" / "lung1_image.nrrd"):
+        streamed = segmenter.segment(path).labels
+        _check_on_scan_grid(streamed, path)
+        ours = sitk.GetArrayViewFromImage(streamed)
+        expected = sitk.GetArrayFromImage(chain.segment(path).labels)
+        assert np.mean(ours == expected) > 0.99999
+        for label in segmenter.label_names:
+            both = int(np.sum((ours == label) & (expected == label)))
+            total = int(np.sum(ours == label) + np.sum(expected == label))
+            assert total == 0 or 2 * both / total >= 0.999, segmenter.label_names[label]
+
+
+def test_the_cpu_network_path_keeps_the_plain_fp32_masks(
+    segmenter: Segmenter, test_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13.3: the default CPU path (channels-last, one window per thread) is exact: the same labels as the
+    network run plainly with the bundle's window batch; "auto" records the precision that ran."""
+    from medseg.inference import segmenter as segmenter_module
+    from medseg.inference.precision import NetworkPath, supports_bf16
+    from tests.inference.helpers import INFERENCE_SETTINGS, body_phantom
+
+    bundle_batch = INFERENCE_SETTINGS["sw_batch_size"]
+    assert segmenter.inferer.sw_batch_size == max(1, min(bundle_batch, torch.get_num_threads()))  # type: ignore[attr-defined]
+    fixed = Segmenter(test_bundle, device="cpu", overrides={"sw_batch_size": 3})
+    assert fixed.inferer.sw_batch_size == 3 and fixed.network_path.sw_batch_size is None  # type: ignore[attr-defined]
+    path = tmp_path / "phantom.nii.gz"
+    sitk.WriteImage(body_phantom(size_xyz=(96, 80, 40), spacing=(1.5, 1.5, 2.5)), str(path))
+    fast = sitk.GetArrayFromImage(segmenter.segment(path).labels)
+    plain_path = NetworkPath("fp32", False, None, "plain")
+    monkeypatch.setattr(segmenter_module, "choose_network_path", lambda *args, **kwargs: plain_path)
+    plain = Segmenter(test_bundle, device="cpu")
+    assert plain.inferer.sw_batch_size == bundle_batch and plain._predictor is plain.network  # type: ignore[attr-defined]
+    assert np.array_equal(sitk.GetArrayViewFromImage(plain.segment(path).labels), fast)
+    monkeypatch.undo()
+    auto = Segmenter(test_bundle, device="cpu", precision="auto")
+    assert auto.settings()["precision"] == ("bf16" if supports_bf16("cpu") else "fp32")
