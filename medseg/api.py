@@ -226,7 +226,8 @@ def segment(
         tta: average mirrored predictions.
         postprocess: keep each organ's largest connected component and drop specks.
         fix_geometry: repair uneven/missing slices, tilt and header disagreements instead of refusing the scan.
-        precision: ``"fp32"`` (exact) or ``"bf16"`` (faster where the hardware has bfloat16).
+        precision: ``"fp32"`` (exact), ``"bf16"`` (faster where the hardware has bfloat16) or ``"auto"`` (bf16
+            where the hardware has it, else fp32).
 
     Returns:
         The label map on the scan's grid, organ volumes, the scan as read, warnings and stage timings.
