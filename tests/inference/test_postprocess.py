@@ -53,3 +53,18 @@ def test_diagonal_neighbours_are_connected() -> None:
 def test_refuses_non_uint8() -> None:
     with pytest.raises(ValueError, match="uint8"):
         clean_label_map(np.zeros((2, 2, 2), dtype=np.int32), [1], (1.0, 1.0, 1.0))
+
+
+def test_largest_component_matches_monai_keep_largest_connected_component() -> None:
+    import torch
+    from monai.transforms import KeepLargestConnectedComponent
+
+    from medseg.inference.postprocess import largest_component
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        mask = rng.random((12, 10, 9)) < (0.05 + 0.02 * trial)
+        expected = KeepLargestConnectedComponent(applied_labels=[1], is_onehot=False, connectivity=3)(
+            torch.from_numpy(mask[None].astype(np.uint8))
+        )
+        np.testing.assert_array_equal(largest_component(mask), np.asarray(expected)[0].astype(bool))
