@@ -11,7 +11,7 @@ keep their true physical aspect ratio. For an oblique scan the letters name the 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,21 +33,32 @@ BODY_HU = -500.0
 BOX_MARGIN_MM = 10.0
 
 
+_SLAB = 32  # slices per pass: the full-volume masks of a 1000-slice CT would take a gigabyte each
+
+
+def _slab_profiles(mask_of: Callable[[slice], np.ndarray], shape: Sequence[int]) -> list[np.ndarray]:
+    """Per axis (z, y, x), the count of voxels of ``mask_of(z slab)`` in each index along that axis, built slab by
+    slab along z so that no full-volume mask is made."""
+    profiles = [np.zeros(int(n), dtype=np.int64) for n in shape[:3]]
+    for z0 in range(0, int(shape[0]), _SLAB):
+        mask = mask_of(slice(z0, min(z0 + _SLAB, int(shape[0]))))
+        profiles[0][z0 : z0 + mask.shape[0]] = mask.sum(axis=(1, 2))
+        profiles[1] += mask.sum(axis=(0, 2))
+        profiles[2] += mask.sum(axis=(0, 1))
+    return profiles
+
+
 def organ_centre(label_lps: np.ndarray) -> tuple[int, int, int]:
     """Index (z, y, x) of the centre of mass of all labelled voxels, or of the volume when none is labelled.
 
     Args:
         label_lps: label array (z, y, x).
     """
-    foreground = label_lps > 0
-    total = int(foreground.sum())
+    profiles = _slab_profiles(lambda z: np.asarray(label_lps[z]) > 0, label_lps.shape)
+    total = int(profiles[0].sum())
     if total == 0:
         return tuple(int(n // 2) for n in label_lps.shape)  # type: ignore[return-value]
-    centre = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        profile = foreground.sum(axis=other)
-        centre.append(round(float(np.arange(len(profile)) @ profile) / total))
+    centre = [round(float(np.arange(len(profile)) @ profile) / total) for profile in profiles]
     return centre[0], centre[1], centre[2]
 
 
@@ -56,12 +67,13 @@ def body_box(
 ) -> list[tuple[int, int]]:
     """Index ranges [start, stop) along (z, y, x) of the body (voxels above BODY_HU) and the labels, grown by
     BOX_MARGIN_MM; the whole volume when nothing is above the threshold."""
-    inside = (np.asarray(image) > BODY_HU) | (np.asarray(label_voxels) > 0)
+    profiles = _slab_profiles(
+        lambda z: (np.asarray(image[z]) > BODY_HU) | (np.asarray(label_voxels[z]) > 0), np.shape(image)
+    )
     box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(inside.any(axis=other))
-        size = inside.shape[axis]
+    for axis, profile in enumerate(profiles):
+        hits = np.flatnonzero(profile)
+        size = profile.size
         if hits.size == 0:
             box.append((0, size))
             continue

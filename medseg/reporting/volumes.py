@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from medseg.io.writers.labels import label_counts
+
 
 def label_volumes_ml(
     label_array: np.ndarray, spacing_mm: Sequence[float], label_values: Iterable[int]
@@ -25,7 +27,7 @@ def label_volumes_ml(
     values = [int(v) for v in label_values]
     if label_array.size == 0 or not values:
         return dict.fromkeys(values, 0.0)
-    counts = np.bincount(label_array.ravel(), minlength=max(values) + 1)
+    counts = label_counts(label_array, minlength=max(values) + 1)
     return {v: float(counts[v]) * voxel_ml if v < len(counts) else 0.0 for v in values}
 
 

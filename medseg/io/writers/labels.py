@@ -128,13 +128,31 @@ def check_label_table(table: Mapping[int, LabelInfo]) -> None:
         raise ValueError(f"label names must be distinct, got {names}")
 
 
+_COUNT_CHUNK = 1 << 24  # voxels per np.bincount call: it casts its input to int64 (8 bytes a voxel)
+
+
+def label_counts(voxels: np.ndarray, minlength: int = 256) -> np.ndarray:
+    """Voxels per label value of an unsigned-integer label array (any shape): ``np.bincount`` taken in chunks of
+    16 M voxels, because ``np.bincount`` makes an int64 copy of its input (2 GiB for a 512 x 512 x 1000 uint8 map)."""
+    flat = voxels.reshape(-1)
+    counts = np.zeros(minlength, dtype=np.int64)
+    for start in range(0, flat.size, _COUNT_CHUNK):
+        chunk = np.bincount(flat[start : start + _COUNT_CHUNK], minlength=minlength)
+        if chunk.size > counts.size:
+            chunk[: counts.size] += counts
+            counts = chunk
+        else:
+            counts[: chunk.size] += chunk
+    return counts
+
+
 def present_labels(voxels: np.ndarray, table: Mapping[int, LabelInfo]) -> list[int]:
     """The non-zero label values in a uint8 label array (any shape), sorted.
 
     Raises:
         ValueError: if a value in ``voxels`` is not in ``table`` (a writer would drop it silently otherwise).
     """
-    present = np.flatnonzero(np.bincount(voxels.ravel(), minlength=256)[1:]) + 1
+    present = np.flatnonzero(label_counts(voxels)[1:]) + 1
     undescribed = sorted(set(present.tolist()) - set(table))
     if undescribed:
         raise ValueError(f"label values {undescribed} are in the mask but not in the label table")
