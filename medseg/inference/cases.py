@@ -28,11 +28,11 @@ so do names of the batch's own files (``summary.csv``...).
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from medseg.errors import InputError
+from medseg.io.limits import special_mode_kind
 from medseg.io.series import IMAGE_SUFFIXES, image_format, safe_name, walk_files
 from medseg.io.series import is_dicom_file as _is_dicom_file
 
@@ -60,17 +60,6 @@ class Case:
     skip_reason: str | None = None
 
 
-def _special_kind(mode: int) -> str | None:
-    """``"a FIFO"``, ``"a socket"``, ``"a device"`` for special files (never opened: a FIFO blocks a reader)."""
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return None
-
-
 def _examples(paths: list[Path]) -> str:
     names = ", ".join(p.name for p in paths[:_EXAMPLES])
     return names + (", ..." if len(paths) > _EXAMPLES else "")
@@ -88,7 +77,7 @@ def _no_scan_reason(empty: list[Path], special: list[tuple[Path, str]], other: l
     if broken:
         parts.append(f"{len(broken)} unreadable file(s) or broken link(s): {_examples(broken)}")
     if special:
-        kinds = ", ".join(f"{p.name} ({kind})" for p, kind in special[:_EXAMPLES])
+        kinds = ", ".join(f"{p.name}: a {kind}" for p, kind in special[:_EXAMPLES])
         parts.append(f"{len(special)} special file(s), not read: {kinds}")
     return "holds no scan: no DICOM or image file, only " + "; ".join(parts)
 
@@ -112,7 +101,7 @@ def _scan_path(folder: Path) -> Path | str:
         except OSError:
             broken.append(path)
             continue
-        kind = _special_kind(info.st_mode)
+        kind = special_mode_kind(info.st_mode)
         if kind is not None:
             special.append((path, kind))
         elif image_format(path):
@@ -148,9 +137,9 @@ def _file_entry(path: Path) -> Case:
         if path.is_symlink():
             return Case("", path, problem=f"{path}: is a broken symbolic link (to {os.readlink(path)})")
         return Case("", path, problem=f"{path}: cannot be read: {err.strerror or err}")
-    kind = _special_kind(info.st_mode)
+    kind = special_mode_kind(info.st_mode)
     if kind is not None:
-        return Case("", path, skip_reason=f"not a scan: {kind} (special files are not read)")
+        return Case("", path, skip_reason=f"not a scan: a {kind}, special files are not read")
     dicom_name = path.name.lower().endswith(_DICOM_SUFFIXES)
     if info.st_size == 0:
         what = "empty file (0 bytes)"

@@ -106,6 +106,11 @@ def special_file_kind(path: str | os.PathLike[str]) -> str | None:
         mode = os.stat(path).st_mode
     except OSError:
         return None
+    return special_mode_kind(mode)
+
+
+def special_mode_kind(mode: int) -> str | None:
+    """What :func:`special_file_kind` says, for an ``st_mode`` already at hand (from ``os.stat``)."""
     if stat.S_ISFIFO(mode):
         return "FIFO (named pipe)"
     if stat.S_ISSOCK(mode):

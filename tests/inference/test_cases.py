@@ -132,7 +132,7 @@ def test_every_entry_without_a_scan_says_why(tmp_path: Path, monkeypatch: pytest
         "cut": f"{root / 'cut'}: holds no scan: no DICOM or image file, only 1 file(s) that are neither DICOM nor "
         "images: IM0.dcm",
         "fifo_only": f"{root / 'fifo_only'}: holds no scan: no DICOM or image file, only 1 special file(s), not "
-        "read: pipe (a FIFO)",
+        "read: pipe: a FIFO (named pipe)",
         "locked": f"{root / 'locked'}: cannot be listed: Permission denied",
         "gone": f"{root / 'gone'}: is a broken symbolic link (to {tmp_path / 'moved away'})",
         "zero.dcm": f"{root / 'zero.dcm'}: is not DICOM: empty file (0 bytes)",
@@ -141,7 +141,7 @@ def test_every_entry_without_a_scan_says_why(tmp_path: Path, monkeypatch: pytest
     assert skipped == {
         "readme.txt": "not a scan: neither DICOM (no DICOM signature) nor an image file (.nii, .nii.gz, .nrrd, "
         ".nhdr, .mha, .mhd)",
-        "stream": "not a scan: a FIFO (special files are not read)",
+        "stream": "not a scan: a FIFO (named pipe), special files are not read",
     }
     assert len(cases) == 1 + len(problems) + len(skipped)
 
