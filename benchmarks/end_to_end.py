@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import log, median_of, ratio, run_fresh, start_measuring, summarize
+from benchmarks.harness import log, median_of, outcome, ratio, run_fresh, start_measuring, summarize
 from benchmarks.reference import reference_task
 
 DEFAULT_BUNDLE = "bundles/ct_unet"
@@ -223,12 +223,7 @@ def run_end_to_end(
                 result = run_fresh(task, kwargs, timeout_s)
                 result["repetition"] = repetition
                 runs[side].append(result)
-                shown = (
-                    f"{result['seconds']:.2f} s, peak {result['peak_rss_mib']:.0f} MiB"
-                    if result["ok"]
-                    else result["error"]
-                )
-                log(f"e2e {name} {side} #{repetition + 1}/{repetitions}: {shown}")
+                log(f"e2e {name} {side} #{repetition + 1}/{repetitions}: {outcome(result)}")
         agreement: dict[str, Any] | None = None
         first_ok = [next((r for r in runs[s] if r.get("ok")), None) for s in ("reference", "medseg")]
         if first_ok[0] is not None and first_ok[1] is not None:

@@ -160,6 +160,13 @@ def run_fresh(
     return result
 
 
+def outcome(result: Mapping[str, Any]) -> str:
+    """One run's result for the log: ``"1.23 s, peak 456 MiB"``, or its error."""
+    if not result["ok"]:
+        return str(result["error"])
+    return f"{result['seconds']:.2f} s, peak {result['peak_rss_mib']:.0f} MiB"
+
+
 def interleaved(
     sides: Mapping[str, tuple[Task, Mapping[str, Any]]],
     repetitions: int,
@@ -177,10 +184,7 @@ def interleaved(
             result = run_fresh(task, kwargs, timeout_s)
             result["repetition"] = repetition
             runs[name].append(result)
-            shown = (
-                f"{result['seconds']:.2f} s, peak {result['peak_rss_mib']:.0f} MiB" if result["ok"] else result["error"]
-            )
-            log(f"{label} {name} #{repetition + 1}/{repetitions}: {shown}")
+            log(f"{label} {name} #{repetition + 1}/{repetitions}: {outcome(result)}")
     return runs
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.agreement import dice_per_label
-from benchmarks.harness import log, median_of, run_fresh, start_measuring, summarize
+from benchmarks.harness import log, median_of, outcome, run_fresh, start_measuring, summarize
 
 METHODS = ("resampled", "uniform_cells", "nearest")
 
@@ -86,10 +86,7 @@ def run_inversion(image: str, model_file: str, bundle: str, work_dir: Path, repe
             }
             result = run_fresh(inversion_task, kwargs)
             runs[method].append(result)
-            shown = (
-                f"{result['seconds']:.2f} s, peak {result['peak_rss_mib']:.0f} MiB" if result["ok"] else result["error"]
-            )
-            log(f"inversion {method} #{repetition + 1}/{repetitions}: {shown}")
+            log(f"inversion {method} #{repetition + 1}/{repetitions}: {outcome(result)}")
     current = median_of(runs["resampled"], "seconds")
     results: dict[str, Any] = {"input": image, "methods": {}}
     reference_path = folder / "resampled.npy"

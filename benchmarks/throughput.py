@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks.end_to_end import DEFAULT_BUNDLE, medseg_task
 from benchmarks.floor import floor_task
-from benchmarks.harness import log, median_of, ratio, run_fresh, start_measuring, summarize
+from benchmarks.harness import log, median_of, outcome, ratio, run_fresh, start_measuring, summarize
 from benchmarks.reference import reference_task
 
 # The stock chain's memory cap on the large scan (MiB of resident memory): the machine is shared, and the chain
@@ -67,12 +67,7 @@ def run_floor(
                 shutil.rmtree(out, ignore_errors=True)
                 result["repetition"] = repetition
                 runs[side].append(result)
-                shown = (
-                    f"{result['seconds']:.2f} s, peak {result['peak_rss_mib']:.0f} MiB"
-                    if result["ok"]
-                    else result["error"]
-                )
-                log(f"floor {name} {side} #{repetition + 1}/{repetitions}: {shown}")
+                log(f"floor {name} {side} #{repetition + 1}/{repetitions}: {outcome(result)}")
         shutil.rmtree(folder, ignore_errors=True)
         keys = ("seconds", "peak_rss_mib", "setup_seconds")
         floor_s = median_of(runs["floor"], "seconds")
