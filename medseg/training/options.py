@@ -84,15 +84,13 @@ def training_precision(precision: Any, device: torch.device, amp: bool = False) 
     Raises:
         MedsegError: an unknown value, or ``bf16`` asked for where the device lacks bfloat16.
     """
-    from medseg.inference.precision import check_precision, supports_bf16
+    from medseg.inference.precision import check_precision
 
     text = "auto" if precision is None else str(precision).strip().lower()
-    if text == "auto":
-        chosen = "bf16" if device.type == "cpu" and not amp and supports_bf16(device) else "fp32"
-    elif text == "bf16" and amp:
+    if text == "bf16" and amp:
         raise MedsegError(None, "--precision bf16 and --amp both ask for mixed precision: choose one")
-    else:
-        chosen = check_precision(text, device)
+    # auto off the CPU, or beside --amp, stays fp32: there the mixed-precision path is --amp
+    chosen = "fp32" if text == "auto" and (device.type != "cpu" or amp) else check_precision(text, device)
     logger.info("training step precision: %s (--precision %s on %s)", chosen, text, device)
     return chosen
 
