@@ -43,7 +43,7 @@ from medseg.io.geometry import ras_affine
 from medseg.reporting.volumes import image_volumes_ml
 
 if TYPE_CHECKING:
-    from medseg.inference.precision import Precision
+    from medseg.inference.options import Precision
     from medseg.inference.segmenter import Segmenter
 
 ScanInput = Union[str, "os.PathLike[str]", sitk.Image, nib.spatialimages.SpatialImage]

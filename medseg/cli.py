@@ -30,14 +30,16 @@ from typing import Any
 from medseg import __version__
 from medseg.errors import MedsegError
 
-# Stage modules that contribute subcommands, in the order of the data path.
-COMMAND_MODULES = (
-    "medseg.io.commands",
-    "medseg.datasets.commands",
-    "medseg.inference.commands",
-    "medseg.evaluation.commands",
-    "medseg.pacs.commands",
-)
+# Stage modules that contribute subcommands, in the order of the data path, with the subcommands each adds. A
+# command line that names its subcommand imports that module alone (``medseg segment`` does not load the PACS or
+# the dataset importers); ``medseg --help`` and a mistyped name load them all.
+COMMAND_MODULES = {
+    "medseg.io.commands": ("inspect", "convert"),
+    "medseg.datasets.commands": ("manifest", "import"),
+    "medseg.inference.commands": ("segment",),
+    "medseg.evaluation.commands": ("evaluate",),
+    "medseg.pacs.commands": ("serve", "dicomweb"),
+}
 LIST_LABELS = "--list-labels"
 # What --quiet holds back, at most (the tail is kept): enough for a batch's case lines, bounded for a service.
 HELD_CHARACTERS = 1_000_000
@@ -141,12 +143,15 @@ def _common_options(parser: argparse.ArgumentParser, on_subcommand: bool) -> Non
             parser.add_argument(*free, dest=flags[-1].lstrip("-"), action="store_true", help=text, **extra)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``medseg``; with ``command`` (a subcommand's name), only the module that adds it is
+    imported and registered (all of them for ``None`` or a name no module adds)."""
     parser = argparse.ArgumentParser(prog="medseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action=_VersionAction, help="show medseg's version and the default model's")
     _common_options(parser, on_subcommand=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    modules = [name for name, commands in COMMAND_MODULES.items() if command in commands] or list(COMMAND_MODULES)
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     for command, subparser in subparsers.choices.items():
         _common_options(subparser, on_subcommand=True)
@@ -222,8 +227,8 @@ def _library_warnings(show: bool) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
     command = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
+    parser = build_parser(None if command is None else argv[command])
     if command is not None and argv[command] == "segment" and LIST_LABELS in argv[command:]:
         # Before parse_args: INPUT and OUTPUT are not needed to list the labels (as --version needs no COMMAND).
         flags = set(argv)

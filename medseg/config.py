@@ -5,7 +5,7 @@
 ``MEDSEG_CACHE`` where importers and persistent datasets write; defaults to ``<repo>/.cache`` for a checkout and
                  ``~/.cache/medseg`` otherwise. Never inside git's tracked files (``.cache/`` is ignored).
 ``MEDSEG_BUNDLE`` the bundle ``medseg segment`` uses when no ``--bundle`` is given; defaults to the bundle shipped
-                 inside the package (:data:`SHIPPED_BUNDLE`).
+                 inside the package (:func:`medseg.inference.bundle.default_bundle`, where bundles are found).
 """
 
 from __future__ import annotations
@@ -17,28 +17,20 @@ from medseg.errors import MedsegError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST_PATH = REPO_ROOT / "data_manifest.json"
-# The default model, shipped as package data: in a checkout a symbolic link to the repository's bundles/ct_unet,
-# in an installed wheel a copy of its configs and weights.
-SHIPPED_BUNDLE = Path(__file__).resolve().parent / "bundles" / "ct_unet"
-BUNDLE_ENV = "MEDSEG_BUNDLE"
 
 
 def _is_checkout() -> bool:
     return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "bundles").is_dir()
 
 
-def default_bundle() -> Path:
-    """The bundle to use when none is named: ``$MEDSEG_BUNDLE`` when set, else :data:`SHIPPED_BUNDLE`."""
-    env = os.environ.get(BUNDLE_ENV)
-    return Path(env).expanduser() if env else SHIPPED_BUNDLE
-
-
 def bundle_root() -> str:
     """``bundle_root`` of the bundle configs run with ``python -m monai.bundle``: the working directory when it is a
     bundle folder (the model-zoo way: run from inside the bundle), else the bundle shipped with medseg. MONAI's
     ``--bundle_root PATH`` overrides it for any other bundle."""
+    from medseg.inference.bundle import INFERENCE_CONFIG, SHIPPED_BUNDLE
+
     cwd = Path.cwd()
-    return str(cwd if (cwd / "configs" / "inference.json").is_file() else SHIPPED_BUNDLE.resolve())
+    return str(cwd if (cwd / INFERENCE_CONFIG).is_file() else SHIPPED_BUNDLE.resolve())
 
 
 def data_root(required: bool = True) -> Path | None:

@@ -1,7 +1,7 @@
 """Lazy re-exports for package ``__init__`` files (PEP 562).
 
 ``from medseg.inference import Segmenter`` keeps working, while importing a light submodule such as
-``medseg.inference.formats`` (what ``medseg --help`` needs) no longer imports torch and MONAI through its package.
+``medseg.inference.options`` (what ``medseg --help`` needs) no longer imports torch and MONAI through its package.
 A package lists its exports twice: under ``TYPE_CHECKING`` for type checkers, and in the mapping given here.
 """
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import medseg
-from medseg.cli import build_parser, main
+from medseg.cli import COMMAND_MODULES, build_parser, main
 from medseg.config import REPO_ROOT
 from medseg.datasets.openkbp import LABELS as OPENKBP_LABELS
 
@@ -36,6 +37,25 @@ def test_building_the_parser_imports_no_heavy_library() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "", f"build_parser() imported {result.stdout.strip()}: check the command modules"
+
+
+def test_a_named_subcommand_imports_its_own_command_module_alone() -> None:
+    code = (
+        "import sys, medseg.cli; medseg.cli.build_parser('segment'); "
+        "print(' '.join(sorted(m for m in sys.modules if m.endswith('.commands'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["medseg.inference.commands"]
+
+
+def test_every_subcommand_is_declared_with_the_module_that_adds_it() -> None:
+    parser = build_parser()
+    (subparsers,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    declared = [command for commands in COMMAND_MODULES.values() for command in commands]
+    assert sorted(subparsers.choices) == sorted(declared)
+    for command in declared:
+        (only,) = [a for a in build_parser(command)._actions if isinstance(a, argparse._SubParsersAction)]
+        assert command in only.choices
 
 
 def test_version_names_the_default_model_without_importing_torch() -> None:

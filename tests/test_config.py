@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from medseg.config import REPO_ROOT, SHIPPED_BUNDLE, bundle_root, cache_root, data_root
+from medseg.config import REPO_ROOT, bundle_root, cache_root, data_root
 from medseg.errors import MedsegError
+from medseg.inference.bundle import SHIPPED_BUNDLE
 
 
 def test_data_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

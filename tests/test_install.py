@@ -83,7 +83,11 @@ def test_the_installed_wheel_segments_a_real_scan_with_its_shipped_model(data_ro
     elsewhere.mkdir()
 
     where = _run(
-        [str(venv / "bin" / "python"), "-c", "import medseg.config as c; print(c.__file__); print(c.default_bundle())"],
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import medseg.inference.bundle as b; print(b.__file__); print(b.default_bundle())",
+        ],
         elsewhere,
         env,
         timeout=600,

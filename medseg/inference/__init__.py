@@ -22,13 +22,13 @@ from medseg.lazy_exports import lazy_getattr
 if TYPE_CHECKING:
     from medseg.inference.batch import BatchResult, Shard, segment_folder
     from medseg.inference.cases import Case, discover_cases
-    from medseg.inference.formats import FORMATS, parse_formats
+    from medseg.inference.options import FORMATS, parse_formats
     from medseg.inference.segmenter import Segmentation, Segmenter
 
 _EXPORTS = {
     "medseg.inference.batch": ("BatchResult", "Shard", "segment_folder"),
     "medseg.inference.cases": ("Case", "discover_cases"),
-    "medseg.inference.formats": ("FORMATS", "parse_formats"),
+    "medseg.inference.options": ("FORMATS", "parse_formats"),
     "medseg.inference.segmenter": ("Segmentation", "Segmenter"),
 }
 __all__ = [

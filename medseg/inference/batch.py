@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from medseg.errors import InputError, MedsegError, one_line
 from medseg.inference.cases import Case, discover_cases
-from medseg.inference.formats import DICOM_FORMATS, means_all, parse_formats
+from medseg.inference.options import DICOM_FORMATS, Precision, means_all, parse_formats
 from medseg.inference.outputs import (
     CaseOutputs,
     completed_record,
@@ -52,7 +52,6 @@ from medseg.inference.outputs import (
     write_case_outputs,
     write_manifest,
 )
-from medseg.inference.precision import Precision
 from medseg.inference.segmenter import Segmentation, Segmenter
 from medseg.io.atomic import probe_writable, remove_stale_temporaries
 from medseg.io.writers import case_output_dir
@@ -409,7 +408,7 @@ def segment_folder(
         output_dir: where ``<case_id>/`` folders and ``summary.csv``/``summary.json`` go (created).
         segmenter: an already loaded :class:`Segmenter`; otherwise one is made from ``bundle``, ``device``,
             ``tta``, ``postprocess``, ``fix_geometry``, ``model_file`` and ``precision``.
-        formats: output formats (:data:`medseg.inference.formats.FORMATS`) as a list or a comma list; ``None`` or
+        formats: output formats (:data:`medseg.inference.options.FORMATS`) as a list or a comma list; ``None`` or
             ``"all"``: every format, the DICOM ones for DICOM input.
         overwrite: redo cases whose outputs are complete.
         progress: progress bars (cases, and sliding windows within a case).

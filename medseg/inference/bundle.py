@@ -1,7 +1,7 @@
 """Find a MONAI bundle and what ``medseg segment`` needs from it: its inference config, metadata, label names and
 trained weights.
 
-No bundle named: ``$MEDSEG_BUNDLE``, else the bundle shipped inside the package (:func:`medseg.config.default_bundle`).
+No bundle named: ``$MEDSEG_BUNDLE``, else the bundle shipped inside the package (:func:`default_bundle`).
 A bundle path given relative to the working directory is used as it is when it exists there; otherwise it is looked
 up relative to the repository root (``bundles/ct_unet`` works from any working directory of a checkout).
 """
@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medseg.config import REPO_ROOT, default_bundle
+from medseg.config import REPO_ROOT
 from medseg.errors import InputError, MedsegError
 from medseg.io.json_file import read_json_object
 
@@ -26,11 +26,21 @@ INFERENCE_CONFIG = Path("configs") / "inference.json"
 BASE_CONFIG = Path("configs") / "train.json"
 METADATA = Path("configs") / "metadata.json"
 MODEL_FILE = Path("models") / "model.pt"
+# The default model, shipped as package data: in a checkout a symbolic link to the repository's bundles/ct_unet,
+# in an installed wheel a copy of its configs and weights.
+SHIPPED_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "ct_unet"
+BUNDLE_ENV = "MEDSEG_BUNDLE"
+
+
+def default_bundle() -> Path:
+    """The bundle to use when none is named: ``$MEDSEG_BUNDLE`` when set, else :data:`SHIPPED_BUNDLE`."""
+    env = os.environ.get(BUNDLE_ENV)
+    return Path(env).expanduser() if env else SHIPPED_BUNDLE
 
 
 def resolve_bundle(bundle: str | os.PathLike[str] | None = None) -> Path:
     """The bundle folder: ``bundle`` itself when it exists, else ``bundle`` under the repository root; ``None``:
-    :func:`medseg.config.default_bundle`.
+    :func:`default_bundle`.
 
     Raises:
         InputError: neither exists, or the folder has no ``configs/inference.json``.

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medseg.config import BUNDLE_ENV
-from medseg.inference.formats import FORMATS
+from medseg.inference.bundle import BUNDLE_ENV
+from medseg.inference.options import FORMATS
 
 DESCRIPTION = (
     "Segment every case of INPUT (a folder of patients: DICOM study/series folders or NIfTI/NRRD files; or a single "

@@ -1,4 +1,5 @@
-"""How to segment, configured once: :class:`SegmentOptions`.
+"""How to segment, configured once: :class:`SegmentOptions`, and what to write: the output formats
+(:func:`parse_formats`). Light on purpose (no torch): the command line reads it to build its help.
 
 One frozen object holds every choice a segmentation run makes (bundle, weights, device, TTA, postprocessing,
 geometry repair, inversion, precision, progress, bundle-config overrides). The CLI builds it from its arguments
@@ -11,16 +12,17 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
-from medseg.errors import MedsegError
-from medseg.inference.postprocess import DEFAULT_MIN_COMPONENT_ML
-from medseg.inference.precision import Precision
+from medseg.errors import InputError, MedsegError
 
+Precision = Literal["fp32", "bf16", "auto"]  # what a caller asks for (medseg.inference.precision: what runs)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+DEFAULT_MIN_COMPONENT_ML = 0.1  # components smaller than this (ml) are specks (medseg.inference.postprocess)
 Inversion = Literal["slabs", "nearest", "invertd"]
 INVERSIONS: tuple[str, ...] = get_args(Inversion)
 Preprocessing = Literal["streamed", "chain"]
@@ -110,3 +112,37 @@ class SegmentOptions:
             "precision": self.precision,
             "preprocessing": self.preprocessing,
         }
+
+
+FORMATS: tuple[str, ...] = ("nifti", "seg.nrrd", "ctbl", "dicom-seg", "rtstruct", "png")
+DICOM_FORMATS = frozenset({"dicom-seg", "rtstruct"})
+
+
+def parse_formats(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Formats from a comma list (``"nifti,seg.nrrd"``) or a sequence; ``None``/``"all"``: every format (DICOM
+    ones apply to DICOM input only). Order follows :data:`FORMATS`.
+
+    Raises:
+        InputError: an unknown format name, or an empty list.
+    """
+    if text is None:
+        return FORMATS
+    items = [item.strip().lower() for item in (text.split(",") if isinstance(text, str) else text)]
+    items = [item for item in items if item]
+    if items == ["all"]:
+        return FORMATS
+    unknown = sorted(set(items) - set(FORMATS))
+    if unknown:
+        raise InputError(None, f"unknown output format(s) {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
+    if not items:
+        raise InputError(None, "--formats lists no format")
+    return tuple(fmt for fmt in FORMATS if fmt in items)
+
+
+def means_all(text: str | Sequence[str] | None) -> bool:
+    """True when ``text`` asks for every format where it applies (``None`` or ``"all"``): the DICOM formats are
+    then expected of DICOM input only. A list naming formats asks for each of them, whatever the input."""
+    if text is None:
+        return True
+    items = [item.strip().lower() for item in (text.split(",") if isinstance(text, str) else text)]
+    return [item for item in items if item] == ["all"]

@@ -37,9 +37,9 @@ import pydicom.config
 from pydicom.dataset import Dataset
 
 from medseg.errors import MedsegError, one_line
-from medseg.inference.formats import DICOM_FORMATS
-from medseg.inference.formats import FORMATS as FORMATS
-from medseg.inference.formats import parse_formats as parse_formats
+from medseg.inference.options import DICOM_FORMATS
+from medseg.inference.options import FORMATS as FORMATS
+from medseg.inference.options import parse_formats as parse_formats
 from medseg.inference.segmenter import Segmentation
 from medseg.io.atomic import atomic_path
 from medseg.io.json_file import read_json_object

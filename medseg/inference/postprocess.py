@@ -19,8 +19,9 @@ import torch
 from monai.transforms import RemoveSmallObjects
 from scipy import ndimage
 
-# Components smaller than this are noise for the head-and-neck organs (the smallest, Esophagus, is ~3 mL).
-DEFAULT_MIN_COMPONENT_ML = 0.1
+# DEFAULT_MIN_COMPONENT_ML (0.1 ml): components smaller are noise for the head-and-neck organs (the smallest,
+# Esophagus, is ~3 mL).
+from medseg.inference.options import DEFAULT_MIN_COMPONENT_ML
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

@@ -32,16 +32,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from medseg.errors import MedsegError
+from medseg.inference.options import PRECISIONS
 
-Precision = Literal["fp32", "bf16", "auto"]  # what a caller asks for
 NetworkPrecision = Literal["fp32", "bf16"]  # what runs
-PRECISIONS: tuple[str, ...] = get_args(Precision)
 CPU_BF16_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
 CPUINFO = Path("/proc/cpuinfo")
 

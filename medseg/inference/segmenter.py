@@ -95,9 +95,9 @@ from medseg.io.monai_reader import MedsegReader, unwrap_medseg_error
 from medseg.io.readers import Scan, read_scan
 from medseg.io.writers.labels import LabelInfo, label_table
 from medseg.model_spec import MODEL_KEYS, ModelSpec, find_model_config, model_config_path, read_model_spec
+from medseg.networks.factory import resolve_device
 from medseg.networks.tta import FlipEnsemble
 from medseg.reporting.timing import StageClock
-from medseg.training.options import resolve_device
 
 if TYPE_CHECKING:
     from medseg.reporting.qa import ExpectedVolume

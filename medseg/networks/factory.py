@@ -7,12 +7,16 @@
 
 All three are 2D or 3D by ``spatial_dims`` and map ``(B, in_channels, *spatial)`` to ``(B, out_channels, *spatial)``
 logits (DynUNet with deep supervision returns ``(B, 1 + heads, out_channels, *spatial)`` in training mode).
+
+Where a network runs, for training and inference alike: :func:`resolve_device`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import torch
 from monai.networks.nets import DynUNet, UNet
 from torch import nn
 
@@ -136,3 +140,26 @@ def build_network(
     if name == "fcn8s":
         return FCN8s(spatial_dims, in_channels, out_channels, base_channels=widths[0], norm=norm, dropout=dropout)
     raise MedsegError(None, f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}")
+
+
+def resolve_device(value: Any) -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+
+    Raises:
+        MedsegError: an unknown device, or CUDA asked for where none is available.
+    """
+    if isinstance(value, torch.device):
+        device = value
+    else:
+        text = "auto" if value is None else str(value).strip().lower()
+        if text == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(text)
+        except RuntimeError as err:
+            raise MedsegError(None, f"--device must be auto, cpu or cuda[:N], got {value!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MedsegError(None, f"--device {value!r}: CUDA is not available on this machine (use --device cpu)")
+    if device.type not in ("cpu", "cuda"):
+        raise MedsegError(None, f"--device must be auto, cpu or cuda[:N], got {value!r}")
+    return device

@@ -14,13 +14,14 @@ from medseg.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from medseg.model_spec import MODEL_KEYS, find_model_config, load_model_config, read_model_config
+    from medseg.networks.factory import resolve_device
     from medseg.training.checkpoints import ResumableCheckpointSaver, ResumeFromCheckpoint
     from medseg.training.dataset_info import class_names, dataset_labels, median_spacing, target_spacing
     from medseg.training.engines import run_engine, run_training
     from medseg.training.epoch_report import EpochReport
     from medseg.training.losses import PartialLabelLoss, SegmentationLoss, build_loss, prepare_batch
     from medseg.training.metrics import HausdorffDistanceMM, PerCaseMetricsCSV
-    from medseg.training.options import amp_enabled, as_bool, check_options, resolve_device, training_precision
+    from medseg.training.options import amp_enabled, as_bool, check_options, training_precision
     from medseg.training.recipe import (
         TimeBudget,
         build_optimizer,
@@ -46,7 +47,8 @@ _EXPORTS = {
     "medseg.training.losses": ("PartialLabelLoss", "SegmentationLoss", "build_loss", "prepare_batch"),
     "medseg.training.metrics": ("HausdorffDistanceMM", "PerCaseMetricsCSV"),
     "medseg.model_spec": ("MODEL_KEYS", "find_model_config", "load_model_config", "read_model_config"),
-    "medseg.training.options": ("amp_enabled", "as_bool", "check_options", "resolve_device", "training_precision"),
+    "medseg.networks.factory": ("resolve_device",),
+    "medseg.training.options": ("amp_enabled", "as_bool", "check_options", "training_precision"),
     "medseg.training.recipe": (
         "TimeBudget",
         "build_optimizer",

@@ -40,29 +40,6 @@ def as_bool(value: Any, name: str = "option") -> bool:
     raise MedsegError(None, f"--{name} must be true or false, got {value!r}")
 
 
-def resolve_device(value: Any) -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
-
-    Raises:
-        MedsegError: an unknown device, or CUDA asked for where none is available.
-    """
-    if isinstance(value, torch.device):
-        device = value
-    else:
-        text = "auto" if value is None else str(value).strip().lower()
-        if text == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            device = torch.device(text)
-        except RuntimeError as err:
-            raise MedsegError(None, f"--device must be auto, cpu or cuda[:N], got {value!r}") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MedsegError(None, f"--device {value!r}: CUDA is not available on this machine (use --device cpu)")
-    if device.type not in ("cpu", "cuda"):
-        raise MedsegError(None, f"--device must be auto, cpu or cuda[:N], got {value!r}")
-    return device
-
-
 def amp_enabled(amp: Any, device: torch.device) -> bool:
     """Whether to train with mixed precision: asked for (``--amp``) and on CUDA; on CPU it is ignored with a note."""
     wanted = as_bool(amp, "amp")

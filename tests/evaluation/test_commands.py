@@ -57,8 +57,7 @@ def test_through_the_medseg_entry_point(
 ) -> None:
     import medseg.cli
 
-    if "medseg.evaluation.commands" not in medseg.cli.COMMAND_MODULES:
-        monkeypatch.setattr(medseg.cli, "COMMAND_MODULES", (*medseg.cli.COMMAND_MODULES, "medseg.evaluation.commands"))
+    assert medseg.cli.COMMAND_MODULES["medseg.evaluation.commands"] == ("evaluate",)
     labels = np.ones((2, 3, 4), np.uint8)
     ref = write_label_map(tmp_path / "ref.nii.gz", labels)
     pred = write_label_map(tmp_path / "pred.nii.gz", labels, spacing_xyz=(1, 1, 1.5))

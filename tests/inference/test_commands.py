@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from medseg.config import REPO_ROOT
 from medseg.inference import commands
-from medseg.inference.precision import PRECISIONS
+from medseg.inference.options import PRECISIONS
 from tests.inference.helpers import body_phantom
 
 

@@ -6,6 +6,7 @@ from monai.networks.nets import DynUNet, UNet
 
 from medseg.errors import MedsegError
 from medseg.networks import NETWORKS, FCN8s, build_network, dynunet_plan
+from medseg.networks.factory import resolve_device
 
 SMALL = (4, 8, 16, 32)
 
@@ -70,3 +71,14 @@ def test_fcn8s_is_scriptable_and_pads_odd_sizes() -> None:
         scripted = torch.jit.script(net)(x)
     assert eager.shape == (1, 3, 33, 20, 40)
     assert torch.allclose(eager, scripted, atol=1e-5)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(MedsegError, match="--device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(MedsegError, match="CUDA is not available"):
+            resolve_device("cuda")

@@ -5,7 +5,7 @@ import torch
 
 from medseg.errors import MedsegError
 from medseg.networks import NETWORKS
-from medseg.training import amp_enabled, as_bool, check_options, resolve_device, training_precision
+from medseg.training import amp_enabled, as_bool, check_options, training_precision
 
 
 @pytest.mark.parametrize(
@@ -29,17 +29,6 @@ def test_as_bool_accepts_what_fire_passes(value: object, expected: bool) -> None
 def test_as_bool_rejects_other_values_naming_the_option() -> None:
     with pytest.raises(MedsegError, match="--augment must be true or false, got 'maybe'"):
         as_bool("maybe", "augment")
-
-
-def test_resolve_device() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(MedsegError, match="--device"):
-        resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(MedsegError, match="CUDA is not available"):
-            resolve_device("cuda")
 
 
 def test_amp_only_on_cuda() -> None:
