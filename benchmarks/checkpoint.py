@@ -29,7 +29,7 @@ from typing import Any
 
 from benchmarks.workloads import bench_cache
 from medseg.config import REPO_ROOT
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 
 CHECKPOINT_DIR = "checkpoint"
 MODEL_FILE, MODEL_CONFIG, SIDECAR = "model.pt", "model_config.json", "training.json"

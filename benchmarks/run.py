@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks.harness import load_average, log, run_fresh
 from benchmarks.machine import fp32_peak, machine_info, machine_name
 from medseg.config import REPO_ROOT, data_root
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 
 SECTIONS = ("end_to_end", "inversion", "network", "ingestion", "training", "scaling", "floor", "large_scan", "batch")
 DEFAULT_BUNDLE = "bundles/ct_unet"

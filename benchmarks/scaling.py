@@ -98,7 +98,7 @@ def plot_scaling(scaling: dict[str, Any], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from medseg.io.atomic import atomic_path
+    from medseg.io.files import atomic_path
 
     voxels = [row["voxels"] for row in done]
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 
 from medseg.config import cache_root, data_root
 from medseg.errors import MedsegError
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 
 LUNG1_SLICE_MM = 1.0
 SYNTHETIC_SPACING_MM = (1.0, 1.0, 1.0)

@@ -53,7 +53,7 @@ def one_line(err: BaseException) -> str:
     if isinstance(err, MedsegError):
         text = str(err)
     elif isinstance(err, OSError) and err.filename:
-        from medseg.io.atomic import TMP_PREFIX
+        from medseg.io.files import TMP_PREFIX
 
         folder, base = os.path.split(str(err.filename))
         if base.startswith(TMP_PREFIX):  # TMP_PREFIX, 8 hex digits, "-", the final name

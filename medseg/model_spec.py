@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medseg.errors import MedsegError
-from medseg.io.json_file import read_json_object
+from medseg.io.files import read_json_object
 
 if TYPE_CHECKING:
     from torch import nn
@@ -371,7 +371,7 @@ def _channels(value: Any, path: Path | None) -> tuple[int, ...]:
 
 
 def _hu_window(value: Any, path: Path | None) -> str | tuple[float, float]:
-    from medseg.transforms.intensity import HU_WINDOW_PRESETS
+    from medseg.transforms.preprocessing import HU_WINDOW_PRESETS
 
     if isinstance(value, str):
         return _choice(value, "hu_window", tuple(HU_WINDOW_PRESETS), path)

@@ -49,7 +49,7 @@ from medseg.inference.bundle import (
     read_state_dict,
     resolve_bundle,
 )
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 from medseg.model_spec import MODEL_KEYS, read_model_config
 
 CHECKPOINT = Path("checkpoints") / "model_best.pt"

@@ -33,7 +33,7 @@ import slicerio
 from medseg.config import REPO_ROOT
 from medseg.datasets.openkbp import LABELS
 from medseg.datasets.rtstruct import dice, rtstruct_to_labelmap
-from medseg.io.atomic import TMP_PREFIX
+from medseg.io.files import TMP_PREFIX
 from medseg.io.readers import read_scan
 from medseg.reporting import read_summary
 from tests.inference.helpers import assert_same_grid, body_phantom, make_test_bundle

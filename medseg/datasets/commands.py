@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
-from medseg.io.json_file import read_json_object
+from medseg.io.files import read_json_object
 
 IMPORT_KINDS = ("openkbp", "ibsi", "msd")
 MANIFEST_NAMES = {"openkbp": "openkbp", "ibsi": "ibsi_sts"}

@@ -26,8 +26,7 @@ from typing import Any
 from medseg.config import cache_root, data_root
 from medseg.datasets.manifest import CONTOURED_KEY, Dataset, load_manifest
 from medseg.errors import ManifestError, MedsegError
-from medseg.io.atomic import atomic_path, remove_stale_temporaries
-from medseg.io.json_file import read_json_object
+from medseg.io.files import atomic_path, read_json_object, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 

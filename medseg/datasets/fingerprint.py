@@ -20,7 +20,7 @@ import numpy as np
 
 from medseg.datasets.manifest import Fingerprint, IntensityStats
 from medseg.errors import InputError
-from medseg.io.json_file import read_json_object
+from medseg.io.files import read_json_object
 
 SAMPLES_PER_CASE = 10_000
 SEED = 1234
@@ -124,7 +124,7 @@ def store_fingerprint(manifest_path: str | Path, name: str, fingerprint: Fingerp
     """Write ``fingerprint`` into dataset ``name`` of the manifest file (atomically; other content unchanged)."""
     from medseg.datasets.manifest import dump_json
     from medseg.errors import ManifestError
-    from medseg.io.atomic import atomic_path
+    from medseg.io.files import atomic_path
 
     manifest_path = Path(manifest_path)
     raw = read_json_object(manifest_path, "the manifest", ManifestError)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import ManifestError
-from medseg.io.json_file import read_json_object
+from medseg.io.files import read_json_object
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "validation", "test")

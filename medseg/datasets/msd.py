@@ -33,9 +33,8 @@ import SimpleITK as sitk
 from medseg.datasets.folds import make_folds
 from medseg.datasets.manifest import CONTOURED_KEY, Fold, Folds, contoured_flags
 from medseg.errors import InputError, ManifestError
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path, read_json_object
 from medseg.io.geometry import Grid, grid_differences
-from medseg.io.json_file import read_json_object
 
 CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")
 

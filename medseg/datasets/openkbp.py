@@ -37,7 +37,7 @@ import numpy as np
 
 from medseg.datasets.msd import write_msd_dataset_json
 from medseg.errors import InputError
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from skimage.draw import polygon as polygon_centres
 
 from medseg.datasets.msd import write_msd_dataset_json
 from medseg.errors import GeometryError, InputError
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 
 logger = logging.getLogger(__name__)
 

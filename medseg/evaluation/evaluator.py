@@ -21,7 +21,7 @@ from medseg.evaluation.metrics import STATUS_BOTH_EMPTY, STATUS_NOT_CONTOURED, L
 from medseg.evaluation.pairing import CaseMatching, match_cases
 from medseg.evaluation.plots import plot_metric_boxes
 from medseg.evaluation.summary import OrganSummary, summarize
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 
 logger = logging.getLogger(__name__)
 

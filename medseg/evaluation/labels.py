@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
-from medseg.io.json_file import read_json_object
+from medseg.io.files import read_json_object
 
 
 def parse_label_spec(spec: str | None) -> dict[int, str] | None:

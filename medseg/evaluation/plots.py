@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from medseg.evaluation.metrics import LabelMetrics
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 
 HD95_TICKS_MM = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 

@@ -53,7 +53,7 @@ from medseg.inference.outputs import (
     write_manifest,
 )
 from medseg.inference.segmenter import Segmentation, Segmenter
-from medseg.io.atomic import probe_writable, remove_stale_temporaries
+from medseg.io.files import probe_writable, remove_stale_temporaries
 from medseg.io.writers import case_output_dir
 from medseg.reporting import OPENKBP_VOLUMES, CaseRecord, QAFlag, StageClock, merge_summaries, qa_flags, write_summary
 from medseg.reporting.batch_report import write_batch_report

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from medseg.config import REPO_ROOT
 from medseg.errors import InputError, MedsegError
-from medseg.io.json_file import read_json_object
+from medseg.io.files import read_json_object
 
 if TYPE_CHECKING:
     from torch import nn

@@ -41,8 +41,7 @@ from medseg.inference.options import DICOM_FORMATS
 from medseg.inference.options import FORMATS as FORMATS
 from medseg.inference.options import parse_formats as parse_formats
 from medseg.inference.segmenter import Segmentation
-from medseg.io.atomic import atomic_path
-from medseg.io.json_file import read_json_object
+from medseg.io.files import atomic_path, read_json_object
 from medseg.io.writers import (
     write_color_table,
     write_dicom_seg,

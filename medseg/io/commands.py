@@ -102,7 +102,7 @@ def _write_nifti(image: sitk.Image, output: Path) -> None:
     """
     import SimpleITK as sitk
 
-    from medseg.io.atomic import TMP_PREFIX, atomic_path, probe_writable
+    from medseg.io.files import TMP_PREFIX, atomic_path, probe_writable
 
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

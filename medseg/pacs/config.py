@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
-from medseg.io.json_file import read_json_object
+from medseg.io.files import read_json_object
 from medseg.pacs.destination import Destination, check_ae_title, check_port
 
 

@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from medseg.io.atomic import atomic_path, remove_stale_temporaries
-from medseg.io.json_file import read_json_object
+from medseg.io.files import atomic_path, read_json_object, remove_stale_temporaries
 from medseg.pacs.uids import valid_uid
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from medseg import __version__
 from medseg.errors import MedsegError
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 from medseg.reporting.summary import CaseRecord, read_summary, utc_now
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 from medseg.io.geometry import same_grid
 from medseg.io.writers.labels import LabelInfo
 from medseg.reporting.volumes import image_volumes_ml

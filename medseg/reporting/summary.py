@@ -24,8 +24,7 @@ import SimpleITK as sitk
 
 from medseg import __version__
 from medseg.errors import InputError
-from medseg.io.atomic import atomic_path
-from medseg.io.json_file import read_json_object
+from medseg.io.files import atomic_path, read_json_object
 
 SUMMARY_FORMAT = "medseg-summary"
 SUMMARY_FORMAT_VERSION = 1

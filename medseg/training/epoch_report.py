@@ -21,7 +21,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch.optim import Optimizer
 
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 
 logger = logging.getLogger("medseg.training")
 

@@ -23,7 +23,7 @@ from monai.metrics import CumulativeIterationMetric, do_metric_reduction
 from monai.utils import MetricReduction
 
 from medseg.evaluation.metrics import compare_label_maps
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 
 
 class _LabelMapHD95(CumulativeIterationMetric):

@@ -24,7 +24,7 @@ import torch.distributed as dist
 
 from medseg.config import REPO_ROOT
 from medseg.errors import MedsegError
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 from medseg.training.options import as_bool
 
 CHECKPOINT_DIR = "checkpoints"

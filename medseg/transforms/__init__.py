@@ -13,17 +13,35 @@ from typing import TYPE_CHECKING
 from medseg.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
-    from medseg.transforms.body import BodyMask
-    from medseg.transforms.intensity import HU_WINDOW_PRESETS, HUWindow, HUWindowd, HUWindowPreset, hu_window_range
-    from medseg.transforms.preprocessing import preprocessing_chain, preprocessing_transforms, window_padding
-    from medseg.transforms.slices import StackSliceNeighbours, StackSliceNeighboursd
+    from medseg.transforms.preprocessing import (
+        HU_WINDOW_PRESETS,
+        BodyMask,
+        HUWindow,
+        HUWindowd,
+        HUWindowPreset,
+        StackSliceNeighbours,
+        StackSliceNeighboursd,
+        hu_window_range,
+        preprocessing_chain,
+        preprocessing_transforms,
+        window_padding,
+    )
     from medseg.transforms.training import augmentation, patch_sampling, training_transforms
 
 _EXPORTS = {
-    "medseg.transforms.body": ("BodyMask",),
-    "medseg.transforms.intensity": ("HU_WINDOW_PRESETS", "HUWindow", "HUWindowd", "HUWindowPreset", "hu_window_range"),
-    "medseg.transforms.preprocessing": ("preprocessing_chain", "preprocessing_transforms", "window_padding"),
-    "medseg.transforms.slices": ("StackSliceNeighbours", "StackSliceNeighboursd"),
+    "medseg.transforms.preprocessing": (
+        "HU_WINDOW_PRESETS",
+        "BodyMask",
+        "HUWindow",
+        "HUWindowPreset",
+        "HUWindowd",
+        "StackSliceNeighbours",
+        "StackSliceNeighboursd",
+        "hu_window_range",
+        "preprocessing_chain",
+        "preprocessing_transforms",
+        "window_padding",
+    ),
     "medseg.transforms.training": ("augmentation", "patch_sampling", "training_transforms"),
 }
 __all__ = [

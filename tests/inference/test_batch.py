@@ -20,7 +20,7 @@ from medseg.errors import InputError, MedsegError
 from medseg.inference.batch import Shard, segment_folder
 from medseg.inference.cases import Case
 from medseg.inference.segmenter import Segmenter
-from medseg.io.atomic import TMP_PREFIX
+from medseg.io.files import TMP_PREFIX
 from medseg.reporting import read_summary
 from tests.inference.helpers import body_phantom
 

@@ -29,7 +29,7 @@ import SimpleITK as sitk
 from medseg.config import REPO_ROOT
 from medseg.inference.batch import segment_folder
 from medseg.inference.segmenter import Segmenter
-from medseg.io.atomic import TMP_PREFIX
+from medseg.io.files import TMP_PREFIX
 from medseg.reporting import read_summary
 
 pytestmark = pytest.mark.data

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from medseg.cli import main
-from medseg.io.atomic import TMP_PREFIX
+from medseg.io.files import TMP_PREFIX
 from tests.io.dicom_factory import ramp_volume, rotation, write_series
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medseg.io.atomic import TMP_PREFIX
+from medseg.io.files import TMP_PREFIX
 from medseg.pacs.store import SeriesStore
 
 STUDY, SERIES, OTHER = "1.2.3", "1.2.3.4", "1.2.3.5"

@@ -9,9 +9,21 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-from monai.transforms import Compose, Invertd, SpatialPadd
+from monai.transforms import Compose, CropForegroundd, Invertd, SpatialPadd
 
-from medseg.transforms import BodyMask, preprocessing_chain, preprocessing_transforms, window_padding
+from medseg.errors import MedsegError
+from medseg.transforms import (
+    HU_WINDOW_PRESETS,
+    BodyMask,
+    HUWindow,
+    HUWindowd,
+    StackSliceNeighbours,
+    StackSliceNeighboursd,
+    hu_window_range,
+    preprocessing_chain,
+    preprocessing_transforms,
+    window_padding,
+)
 
 CHAIN = [
     "LoadImaged",
@@ -163,3 +175,145 @@ def test_the_chain_gives_the_previous_training_data_and_inference_input_on_a_rea
         inverted.append(back)
     assert torch.equal(inverted[0].as_tensor(), inverted[1].as_tensor())
     assert torch.equal(inverted[0].affine, inverted[1].affine)
+
+
+@pytest.mark.parametrize(
+    ("name", "lower", "upper"),
+    [
+        ("head_neck", -135.0, 215.0),
+        ("soft_tissue", -160.0, 240.0),
+        ("abdomen", -125.0, 225.0),
+        ("lung", -1350.0, 150.0),
+        ("bone", -500.0, 1300.0),
+    ],
+)
+def test_presets_are_level_plus_minus_half_width(name: str, lower: float, upper: float) -> None:
+    assert hu_window_range(name) == (lower, upper)
+    assert set(HU_WINDOW_PRESETS) == {"head_neck", "soft_tissue", "abdomen", "lung", "bone"}
+
+
+def test_head_neck_window_maps_hand_checked_values() -> None:
+    # -135 -> 0, 40 (level) -> 0.5, 215 -> 1; air and bone saturate
+    hu = torch.tensor([[-1024.0, -135.0, 40.0, 127.5, 215.0, 1500.0]])
+    out = HUWindow("head_neck")(hu)
+    np.testing.assert_allclose(np.asarray(out), [[0.0, 0.0, 0.5, 0.75, 1.0, 1.0]], atol=1e-6)
+
+
+def test_explicit_range_and_output_range_without_clip() -> None:
+    out = HUWindow([-1000, 1000], b_min=-1.0, b_max=1.0, clip=False)(np.array([[-2000.0, 0.0, 500.0]]))
+    np.testing.assert_allclose(out, [[-2.0, 0.0, 0.5]])
+
+
+def test_dict_twin_keeps_metatensor_geometry_and_leaves_other_keys() -> None:
+    affine = torch.diag(torch.tensor([2.0, 3.0, 4.0, 1.0]))
+    image = MetaTensor(torch.full((1, 2, 2, 2), 240.0), affine=affine)
+    label = torch.ones(1, 2, 2, 2)
+    out = HUWindowd(keys="image", window="soft_tissue")({"image": image, "label": label})
+    assert isinstance(out["image"], MetaTensor)
+    assert torch.equal(out["image"].affine, affine.double())
+    assert torch.all(out["image"] == 1.0) and out["image"].dtype == torch.float32
+    assert out["label"] is label
+
+
+@pytest.mark.parametrize("window", ["brain_stroke", [100, 100], [1, 2, 3], [float("nan"), 5]])
+def test_bad_windows_are_user_errors(window: object) -> None:
+    with pytest.raises(MedsegError, match="window"):
+        HUWindow(window)  # type: ignore[arg-type]
+
+
+def _scan() -> MetaTensor:
+    """Air with a body block (soft tissue and a lung-like hole) and a separate "couch" strip."""
+    hu = torch.full((1, 20, 16, 12), -1000.0)
+    hu[0, 4:14, 3:12, 2:10] = 30.0  # body
+    hu[0, 7:10, 5:8, 4:7] = -800.0  # lung inside the body (below threshold, still inside the body's box)
+    hu[0, 17:19, 1:15, 0:12] = 200.0  # couch: bright but not connected to the body
+    return MetaTensor(hu, affine=torch.diag(torch.tensor([0.8, 0.8, 2.5, 1.0])))
+
+
+def test_largest_component_drops_the_couch() -> None:
+    mask = BodyMask(threshold_hu=-500)(_scan())
+    assert mask.dtype == torch.bool and mask.shape == (1, 20, 16, 12)
+    assert mask[0, 5, 4, 3] and not mask[0, 18, 5, 5] and not mask[0, 8, 6, 5]
+    assert int(mask.sum()) == 10 * 9 * 8 - 3 * 3 * 3
+    every = BodyMask(threshold_hu=-500, largest_component=False)(_scan())
+    assert every[0, 18, 5, 5]
+
+
+def test_no_body_means_no_crop() -> None:
+    mask = BodyMask()(np.full((1, 4, 4, 4), -1024.0))
+    assert isinstance(mask, np.ndarray) and mask.all()
+
+
+def test_body_crop_is_exactly_invertible() -> None:
+    image = _scan()
+    label = MetaTensor(torch.zeros_like(image), affine=image.affine)
+    label[0, 6, 6, 6] = 3
+    crop = Compose(
+        [
+            CropForegroundd(
+                keys=["image", "label"], source_key="image", select_fn=BodyMask(), margin=1, allow_smaller=True
+            )
+        ]
+    )
+    out = crop({"image": image, "label": label})
+    assert out["image"].shape == (1, 12, 11, 10)  # body box 10x9x8 plus a 1-voxel margin
+    assert torch.allclose(out["image"].affine[:3, 3], torch.tensor([3 * 0.8, 2 * 0.8, 1 * 2.5], dtype=torch.float64))
+    restored = crop.inverse(out)
+    assert restored["label"].shape == label.shape
+    assert torch.equal(restored["label"].as_tensor(), label.as_tensor())
+    assert torch.equal(restored["label"].affine, label.affine)
+
+
+def _ramp(channels: int = 1, depth: int = 4) -> MetaTensor:
+    # voxel value = 10 * channel + slice index, so every output voxel says where it came from
+    values = torch.arange(depth, dtype=torch.float32).view(1, 1, 1, depth).repeat(channels, 2, 3, 1)
+    values += 10 * torch.arange(channels, dtype=torch.float32).view(channels, 1, 1, 1)
+    return MetaTensor(values, affine=torch.diag(torch.tensor([1.0, 2.0, 3.0, 1.0])))
+
+
+def test_edge_mode_repeats_end_slices() -> None:
+    out = StackSliceNeighbours(neighbours=2)(_ramp())
+    assert out.shape == (5, 2, 3, 4)
+    column = out[:, 0, 0, :]  # (offset, slice)
+    expected = torch.tensor([[0, 0, 0, 1], [0, 0, 1, 2], [0, 1, 2, 3], [1, 2, 3, 3], [2, 3, 3, 3]], dtype=torch.float32)
+    assert torch.equal(column.as_tensor(), expected)
+
+
+def test_constant_mode_fills_outside_the_volume() -> None:
+    out = StackSliceNeighbours(neighbours=1, mode="constant", fill=-1.0)(_ramp())
+    expected = torch.tensor([[-1, 0, 1, 2], [0, 1, 2, 3], [1, 2, 3, -1]], dtype=torch.float32)
+    assert torch.equal(out[:, 1, 2, :].as_tensor(), expected)
+
+
+def test_channel_major_order_and_geometry_kept() -> None:
+    image = _ramp(channels=2)
+    out = StackSliceNeighbours(neighbours=1)(image)
+    assert out.shape == (6, 2, 3, 4)
+    # channels 0..2: input channel 0 at offsets -1, 0, +1; channels 3..5: input channel 1
+    assert out[1, 0, 0, 2] == 2 and out[4, 0, 0, 2] == 12 and out[3, 0, 0, 2] == 11
+    assert isinstance(out, MetaTensor) and torch.equal(out.affine, image.affine)
+
+
+def test_other_axis_and_numpy_input() -> None:
+    volume = np.arange(3, dtype=np.float32).reshape(1, 3, 1, 1)  # slices along spatial axis 0
+    out = StackSliceNeighbours(neighbours=1, slice_axis=0)(volume)
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out[:, :, 0, 0], [[0, 0, 1], [0, 1, 2], [1, 2, 2]])
+
+
+def test_zero_neighbours_is_identity_and_dict_twin() -> None:
+    image = _ramp()
+    assert StackSliceNeighbours(neighbours=0)(image) is image
+    data = StackSliceNeighboursd(keys="image", neighbours=1)({"image": image, "label": image})
+    assert data["image"].shape[0] == 3 and data["label"].shape[0] == 1
+
+
+def test_single_slice_volume_and_bad_arguments() -> None:
+    out = StackSliceNeighbours(neighbours=2)(torch.ones(1, 2, 2, 1))
+    assert out.shape == (5, 2, 2, 1)
+    with pytest.raises(ValueError):
+        StackSliceNeighbours(neighbours=-1)
+    with pytest.raises(ValueError):
+        StackSliceNeighbours(mode="wrap")
+    with pytest.raises(ValueError):
+        StackSliceNeighbours(neighbours=1, slice_axis=3)(torch.ones(1, 2, 2, 2))

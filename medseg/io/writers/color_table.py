@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 from medseg.io.writers.labels import LabelInfo, check_label_table
 
 COLOR_TABLE_SUFFIXES = (".ctbl", ".txt")

@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from medseg import __version__
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 from medseg.io.writers.geometry import check_source_references, label_array, source_slice_indices
 from medseg.io.writers.labels import LabelInfo, check_label_table, present_labels
 from medseg.io.writers.source_headers import with_type2_attributes

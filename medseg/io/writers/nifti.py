@@ -8,7 +8,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 from medseg.io.writers.geometry import check_label_image
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")

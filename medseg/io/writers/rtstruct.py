@@ -25,7 +25,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, RTSt
 from skimage.measure import find_contours
 
 from medseg import __version__
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 from medseg.io.writers.geometry import check_source_references, ijk_to_lps, label_array, source_slice_indices
 from medseg.io.writers.labels import ANATOMICAL_STRUCTURE, LabelInfo, check_label_table, present_labels
 from medseg.io.writers.source_headers import TYPE2_PATIENT_STUDY, with_type2_attributes

@@ -11,7 +11,7 @@ from typing import Any
 import SimpleITK as sitk
 import slicerio
 
-from medseg.io.atomic import atomic_path
+from medseg.io.files import atomic_path
 from medseg.io.writers.geometry import ijk_to_lps, label_array
 from medseg.io.writers.labels import LabelInfo, check_label_table, present_labels
 
