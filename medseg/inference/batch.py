@@ -53,8 +53,8 @@ from medseg.inference.outputs import (
     write_manifest,
 )
 from medseg.inference.segmenter import Segmentation, Segmenter
-from medseg.io.files import probe_writable, remove_stale_temporaries
-from medseg.io.writers import case_output_dir
+from medseg.io.files import case_output_dir, probe_writable, remove_stale_temporaries
+from medseg.io.writers import label_table
 from medseg.reporting import OPENKBP_VOLUMES, CaseRecord, QAFlag, StageClock, merge_summaries, qa_flags, write_summary
 from medseg.reporting.batch_report import write_batch_report
 from medseg.reporting.volumes import image_volumes_ml
@@ -317,9 +317,8 @@ class BatchSegmenter:
             if record.series:
                 self.echo(f"{case.case_id}: series {record.series}")
             with clock.stage("write"):
-                outputs = write_case_outputs(
-                    segmentation, case.case_id, case_dir, self.segmenter.label_table, self.formats
-                )
+                table = label_table(self.segmenter.label_names)  # the colours and codes of the model's organs
+                outputs = write_case_outputs(segmentation, case.case_id, case_dir, table, self.formats)
             for text in outputs.tracebacks.values():
                 self._show_traceback(text)
             self._fill_record(record, segmentation, outputs, case_dir)

@@ -93,11 +93,10 @@ from medseg.io.geometry import ras_affine
 from medseg.io.limits import check_resampled_grid
 from medseg.io.monai_reader import MedsegReader, unwrap_medseg_error
 from medseg.io.readers import Scan, read_scan
-from medseg.io.writers.labels import LabelInfo, label_table
 from medseg.model_spec import MODEL_KEYS, ModelSpec, find_model_config, model_config_path, read_model_spec
 from medseg.networks.factory import resolve_device
 from medseg.networks.tta import FlipEnsemble
-from medseg.reporting.timing import StageClock
+from medseg.reporting.summary import StageClock
 
 if TYPE_CHECKING:
     from medseg.reporting.qa import ExpectedVolume
@@ -263,7 +262,6 @@ class Segmenter:
         )
         self.config = parser
         self.label_names: dict[int, str] = self._label_names()
-        self.label_table: dict[int, LabelInfo] = label_table(self.label_names)
         self.loader, self.preprocessing = _split_loader(self._parsed("preprocessing"), self.bundle_dir)
         self._padding = _trailing_padding(self.preprocessing)
         self._streamed: StreamedScanChain | None = None

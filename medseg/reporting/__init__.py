@@ -2,8 +2,8 @@
 
 volumes.py    organ volumes in mL
 qa.py         QA flags (organ missing, cut off at the scan border, implausible volume, geometry repaired)
-timing.py     seconds per stage and peak memory of a case
-summary.py    summary.csv / summary.json, one row per case; merging shard summaries
+summary.py    summary.csv / summary.json, one row per case; merging shard summaries; the seconds per stage and
+              peak memory of a case (StageClock)
 quicklook.py  a PNG per case: three orthogonal slices with coloured organ overlays
 batch_report.py  OUTPUT/report.html: the summary table, failed cases and quick-looks in one self-contained file
 
@@ -20,16 +20,14 @@ if TYPE_CHECKING:
     from medseg.reporting.batch_report import write_batch_report, write_report
     from medseg.reporting.qa import OPENKBP_VOLUMES, ExpectedVolume, QAFlag, qa_flags
     from medseg.reporting.quicklook import write_quicklook
-    from medseg.reporting.summary import CaseRecord, merge_summaries, read_summary, write_summary
-    from medseg.reporting.timing import StageClock
+    from medseg.reporting.summary import CaseRecord, StageClock, merge_summaries, read_summary, write_summary
     from medseg.reporting.volumes import image_volumes_ml, label_volumes_ml
 
 _EXPORTS = {
     "medseg.reporting.batch_report": ("write_batch_report", "write_report"),
     "medseg.reporting.qa": ("OPENKBP_VOLUMES", "ExpectedVolume", "QAFlag", "qa_flags"),
     "medseg.reporting.quicklook": ("write_quicklook",),
-    "medseg.reporting.summary": ("CaseRecord", "merge_summaries", "read_summary", "write_summary"),
-    "medseg.reporting.timing": ("StageClock",),
+    "medseg.reporting.summary": ("CaseRecord", "StageClock", "merge_summaries", "read_summary", "write_summary"),
     "medseg.reporting.volumes": ("image_volumes_ml", "label_volumes_ml"),
 }
 __all__ = [

@@ -3,47 +3,27 @@
 (:mod:`medseg.transforms.preprocessing`, called by ``configs/train.json`` and ``configs/inference.json``), and its
 random half for training (:mod:`medseg.transforms.training`).
 
-The names below load on first use (PEP 562), so that importing one submodule does not import torch and MONAI.
+Imported eagerly: every transform needs torch and MONAI anyway, and the bundle configs name them through this
+package (``$medseg.transforms.preprocessing_chain(...)``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from medseg.transforms.preprocessing import (
+    HU_WINDOW_PRESETS,
+    BodyMask,
+    HUWindow,
+    HUWindowd,
+    HUWindowPreset,
+    StackSliceNeighbours,
+    StackSliceNeighboursd,
+    hu_window_range,
+    preprocessing_chain,
+    preprocessing_transforms,
+    window_padding,
+)
+from medseg.transforms.training import augmentation, patch_sampling, training_transforms
 
-from medseg.lazy_exports import lazy_getattr
-
-if TYPE_CHECKING:
-    from medseg.transforms.preprocessing import (
-        HU_WINDOW_PRESETS,
-        BodyMask,
-        HUWindow,
-        HUWindowd,
-        HUWindowPreset,
-        StackSliceNeighbours,
-        StackSliceNeighboursd,
-        hu_window_range,
-        preprocessing_chain,
-        preprocessing_transforms,
-        window_padding,
-    )
-    from medseg.transforms.training import augmentation, patch_sampling, training_transforms
-
-_EXPORTS = {
-    "medseg.transforms.preprocessing": (
-        "HU_WINDOW_PRESETS",
-        "BodyMask",
-        "HUWindow",
-        "HUWindowPreset",
-        "HUWindowd",
-        "StackSliceNeighbours",
-        "StackSliceNeighboursd",
-        "hu_window_range",
-        "preprocessing_chain",
-        "preprocessing_transforms",
-        "window_padding",
-    ),
-    "medseg.transforms.training": ("augmentation", "patch_sampling", "training_transforms"),
-}
 __all__ = [
     "HU_WINDOW_PRESETS",
     "BodyMask",
@@ -60,5 +40,3 @@ __all__ = [
     "training_transforms",
     "window_padding",
 ]
-
-__getattr__ = lazy_getattr(__name__, _EXPORTS)

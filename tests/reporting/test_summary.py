@@ -3,13 +3,23 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from medseg.errors import InputError
-from medseg.reporting.summary import CaseRecord, merge_summaries, read_summary, summary_csv_text, write_summary
+from medseg.reporting.summary import (
+    CaseRecord,
+    StageClock,
+    merge_summaries,
+    peak_rss_mb,
+    read_summary,
+    summary_csv_text,
+    write_summary,
+)
 
 
 def _ok(case_id: str, finished_at: str = "2025-01-01T10:00:00+00:00", **extra: object) -> CaseRecord:
@@ -109,3 +119,27 @@ def test_warnings_reach_both_files_one_line_each_and_older_summaries_still_read(
         del case["warnings"]
     json_path.write_text(json.dumps(document))
     assert [record.warnings for record in read_summary(json_path)] == [[], []]
+
+
+def test_stages_add_up_and_count_when_they_fail() -> None:
+    clock = StageClock()
+    with clock.stage("read"):
+        time.sleep(0.02)
+    with pytest.raises(RuntimeError), clock.stage("infer"):
+        raise RuntimeError("boom")
+    with clock.stage("read"):
+        time.sleep(0.02)
+    assert list(clock.seconds) == ["read", "infer"]
+    assert clock.seconds["read"] >= 0.04 and clock.seconds["infer"] < 0.02
+
+
+def test_peak_memory_sees_a_large_allocation() -> None:
+    clock = StageClock()
+    before = clock.peak_memory_mb()
+    block = np.ones(200 * 2**20 // 8)  # 200 MiB, touched
+    assert block.sum() > 0
+    del block
+    assert clock.peak_memory_mb() >= before + 150
+    if clock.peak_is_per_case:  # Linux: a new clock starts from the current footprint again
+        assert StageClock().peak_memory_mb() < before + 100
+    assert peak_rss_mb() > 0

@@ -6,23 +6,20 @@
     dicom_seg.py    <case>_seg.dcm      DICOM SEG referencing the CT series (DICOM input only)
     rtstruct.py     <case>_rtstruct.dcm RTSTRUCT referencing the CT series (DICOM input only)
 
-``labels.py`` holds the label table (name, colour, SNOMED-CT codes) they share, ``paths.py`` the case folder
-with its id checked, ``geometry.py`` the label map <-> source DICOM slice correspondence.
+``labels.py`` holds the label table (name, colour, SNOMED-CT codes) they share, ``geometry.py`` the label map <->
+source DICOM slice correspondence. The case folder, with its id checked, is :func:`medseg.io.files.case_output_dir`.
 """
 
 from medseg.io.writers.color_table import write_color_table
 from medseg.io.writers.dicom_seg import write_dicom_seg
 from medseg.io.writers.labels import HEAD_NECK_LABELS, LabelInfo, label_info_for, label_table
 from medseg.io.writers.nifti import write_label_nifti
-from medseg.io.writers.paths import case_output_dir, check_case_id
 from medseg.io.writers.rtstruct import write_rtstruct
 from medseg.io.writers.seg_nrrd import write_seg_nrrd
 
 __all__ = [
     "HEAD_NECK_LABELS",
     "LabelInfo",
-    "case_output_dir",
-    "check_case_id",
     "label_info_for",
     "label_table",
     "write_color_table",
