@@ -54,7 +54,6 @@ from medseg.inference.outputs import (
 )
 from medseg.inference.segmenter import Segmentation, Segmenter
 from medseg.io.files import case_output_dir, probe_writable, remove_stale_temporaries
-from medseg.io.writers import label_table
 from medseg.reporting import OPENKBP_VOLUMES, CaseRecord, QAFlag, StageClock, merge_summaries, qa_flags, write_summary
 from medseg.reporting.batch_report import write_batch_report
 from medseg.reporting.volumes import image_volumes_ml
@@ -317,8 +316,9 @@ class BatchSegmenter:
             if record.series:
                 self.echo(f"{case.case_id}: series {record.series}")
             with clock.stage("write"):
-                table = label_table(self.segmenter.label_names)  # the colours and codes of the model's organs
-                outputs = write_case_outputs(segmentation, case.case_id, case_dir, table, self.formats)
+                outputs = write_case_outputs(
+                    segmentation, case.case_id, case_dir, self.segmenter.label_names, self.formats
+                )
             for text in outputs.tracebacks.values():
                 self._show_traceback(text)
             self._fill_record(record, segmentation, outputs, case_dir)

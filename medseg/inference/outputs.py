@@ -50,7 +50,7 @@ from medseg.io.writers import (
     write_seg_nrrd,
 )
 from medseg.io.writers.geometry import check_source_references
-from medseg.io.writers.labels import LabelInfo
+from medseg.io.writers.labels import label_table
 from medseg.reporting import CaseRecord, write_quicklook
 
 MANIFEST_NAME = "case.json"
@@ -122,12 +122,15 @@ def write_case_outputs(
     segmentation: Segmentation,
     case_id: str,
     case_dir: Path,
-    table: Mapping[int, LabelInfo],
+    label_names: Mapping[int, str],
     formats: Sequence[str],
 ) -> CaseOutputs:
-    """Write the requested formats of one case into ``case_dir`` (created), each atomically. A format that does not
-    apply, or whose writer fails, is recorded in ``skipped`` with the reason; the others are written all the same.
+    """Write the requested formats of one case into ``case_dir`` (created), each atomically, for the organs of
+    ``label_names`` (``{label value: organ name}``; their colours and codes from
+    :func:`medseg.io.writers.label_table`). A format that does not apply, or whose writer fails, is recorded in
+    ``skipped`` with the reason; the others are written all the same.
     """
+    table = label_table(label_names)
     names = output_names(case_id)
     outputs = CaseOutputs()
     labels = segmentation.labels
