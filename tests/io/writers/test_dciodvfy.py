@@ -14,8 +14,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from medseg.io.writers.dicom_seg import write_dicom_seg
-from medseg.io.writers.rtstruct import write_rtstruct
+from medseg.io.writers.dicom import write_dicom_seg, write_rtstruct
 from tests.io.writers.conftest import Case
 from tests.tooling import skip_or_fail
 

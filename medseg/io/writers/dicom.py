@@ -1,10 +1,30 @@
-"""The label map as an RT Structure Set (RTSTRUCT) referencing the CT series, for treatment-planning systems.
+"""What a PACS or a treatment-planning system imports: the label map as DICOM objects that reference the CT series
+it was made from.
 
-highdicom has no RTSTRUCT writer, so the dataset is built with pydicom (no extra dependency such as rt-utils).
-Contours are the 0.5 iso-lines of each label's mask on each axial plane (marching squares,
-``skimage.measure.find_contours``): they pass half-way between inside and outside pixel centres, so filling them
-back at pixel centres with the even-odd rule gives the mask again. A hole is its own contour (even-odd / XOR
-semantics, as TPSs and ``rt-utils`` read them). Collinear vertices are dropped, which changes no pixel.
+**DICOM SEG** (:func:`write_dicom_seg`), for PACS, OHIF and Slicer (QuantitativeReporting / dcmqi), written with
+highdicom. Segmentation type: BINARY by default. The LABELMAP type that highdicom 0.28 can also write is a separate
+SOP class (Label Map Segmentation Storage, 1.2.840.10008.5.1.4.1.1.66.7, DICOM Supplement 243, final in 2024) that
+readers are only now adopting: dcm4chee-arc does not accept it in its default configuration (dcm4chee-arc-light#4572),
+dcmqi (Slicer's DICOM SEG plugin) and OHIF/dcmjs added it only in 2025 (dcmqi#518, dcmjs#441, OHIF#5158). The BINARY
+Segmentation Storage class (1.2.840.10008.5.1.4.1.1.66.4) is read by every DICOM SEG consumer. Empty frames are
+left out (highdicom's default), so the 1-bit frames stay small.
+
+**RTSTRUCT** (:func:`write_rtstruct`), for treatment-planning systems. highdicom has no RTSTRUCT writer, so the
+dataset is built with pydicom (no extra dependency such as rt-utils). Contours are the 0.5 iso-lines of each label's
+mask on each axial plane (marching squares, ``skimage.measure.find_contours``): they pass half-way between inside and
+outside pixel centres, so filling them back at pixel centres with the even-odd rule gives the mask again. A hole is
+its own contour (even-odd / XOR semantics, as TPSs and ``rt-utils`` read them). Collinear vertices are dropped, which
+changes no pixel.
+
+**Source headers** are used as they are, quirks included. Values longer than their VR allows (the IBSI series' 17-18
+character StudyID and AccessionNumber in SH) are copied with pydicom's value validation off, rather than warned about
+once per attribute. De-identification often removes type-2 patient and study attributes (PatientBirthDate,
+ReferringPhysicianName...) that must be present, possibly empty, in an object derived from the series; highdicom reads
+them from the first source image and fails with ``AttributeError`` when they are absent. :func:`with_type2_attributes`
+gives a copy with the missing ones empty, leaving the caller's dataset as it is. Person names are single-valued (VM 1,
+PS3.3 C.7.1.1); exports with several values in PatientName (``Doe^John\\Roe^Jane``) exist, and highdicom refuses them
+(``TypeError: Invalid type for a person name``). The copy keeps the first value, the one a PACS files the patient
+under.
 """
 
 from __future__ import annotations
@@ -12,14 +32,18 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom.config
 import SimpleITK as sitk
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 from skimage.measure import find_contours
@@ -28,7 +52,150 @@ from medseg import __version__
 from medseg.io.files import atomic_path
 from medseg.io.writers.geometry import check_source_references, ijk_to_lps, label_array, source_slice_indices
 from medseg.io.writers.labels import ANATOMICAL_STRUCTURE, LabelInfo, check_label_table, present_labels
-from medseg.io.writers.source_headers import TYPE2_PATIENT_STUDY, with_type2_attributes
+
+# Type-2 attributes of the Patient and General Study modules (PS3.3 C.7.1.1, C.7.2.1) that a derived object copies.
+TYPE2_PATIENT_STUDY = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
+
+
+# Person-name attributes a derived object copies from the source; each has VM 1.
+PERSON_NAMES = ("PatientName", "ReferringPhysicianName")
+
+
+def _multi_valued(source: Dataset, keyword: str) -> bool:
+    if keyword not in source:
+        return False
+    element = source.data_element(keyword)
+    return element is not None and element.VM > 1
+
+
+def with_type2_attributes(source: Dataset) -> Dataset:
+    """``source`` itself when it has every attribute of :data:`TYPE2_PATIENT_STUDY` and single-valued person
+    names, else a shallow copy (its own element table, the same elements and file meta) with the missing ones added
+    empty and multi-valued person names reduced to their first value."""
+    missing = [keyword for keyword in TYPE2_PATIENT_STUDY if keyword not in source]
+    several = [keyword for keyword in PERSON_NAMES if _multi_valued(source, keyword)]
+    if not missing and not several:
+        return source
+    copy = Dataset()
+    for element in source.elements():  # raw elements stay raw: nothing is decoded or re-validated
+        copy[element.tag] = element
+    if hasattr(source, "file_meta"):
+        copy.file_meta = source.file_meta
+    for keyword in missing:
+        setattr(copy, keyword, "")
+    for keyword in several:
+        names = source.data_element(keyword)
+        assert names is not None
+        # A new element: the copy shares the source's element objects, which must not change.
+        copy[names.tag] = DataElement(names.tag, "PN", names.value[0])
+    return copy
+
+
+SEGMENTATION_TYPES = ("BINARY", "LABELMAP")
+
+
+def segment_description(segment_number: int, info: LabelInfo) -> hd.seg.SegmentDescription:
+    """A highdicom segment description for one label: name, codes (laterality as a type modifier), colour, and
+    medseg as the automatic algorithm that made it."""
+    description = hd.seg.SegmentDescription(
+        segment_number=segment_number,
+        segment_label=info.name[:64],  # LO
+        segmented_property_category=info.category,
+        segmented_property_type=info.type,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name="medseg", family=codes.DCM.ArtificialIntelligence, version=__version__
+        ),
+        display_color=hd.color.CIELabColor.from_rgb(*(int(c) for c in info.color)),
+    )
+    if info.type_modifier is not None:
+        # PS3.3 C.8.20.2: the modifier sits inside the Segmented Property Type Code Sequence item.
+        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+            hd.sr.CodedConcept.from_code(info.type_modifier)
+        ]
+    return description
+
+
+def write_dicom_seg(
+    labels: sitk.Image,
+    label_table: Mapping[int, LabelInfo],
+    source_images: Sequence[Dataset],
+    path: str | os.PathLike[str],
+    segmentation_type: str = "BINARY",
+    series_number: int = 9001,
+    series_description: str = "medseg segmentation",
+) -> Path | None:
+    """Write a uint8 label map (x, y, z) as a DICOM SEG derived from ``source_images``, atomically.
+
+    Args:
+        labels: label map in the exact geometry of the source series (one plane per source image).
+        label_table: meaning of each label value; values in the mask but not in the table are an error.
+        source_images: the CT series' single-frame datasets (metadata suffices; any order).
+        path: output file (``.dcm``).
+        segmentation_type: ``"BINARY"`` (default, see the module notes) or ``"LABELMAP"``.
+
+    Only labels present in the mask become segments; they are numbered 1..n in label-value order (BINARY needs
+    consecutive numbers from 1), and the segment label is the label's name. Each frame references its source CT
+    instance (Derivation Image Sequence) and the object references the source series.
+
+    Returns:
+        ``path``, or ``None`` (nothing written) when the mask has no labelled voxel: a SEG needs a segment.
+
+    Raises:
+        GeometryError: if the label map's planes do not match the source images one to one.
+        InputError: if a source image lacks a UID the reference needs (see ``check_source_references``).
+
+    ``source_images`` are not modified.
+    """
+    if segmentation_type not in SEGMENTATION_TYPES:
+        raise ValueError(f"segmentation_type must be one of {SEGMENTATION_TYPES}, got {segmentation_type!r}")
+    path = Path(path)
+    check_label_table(label_table)
+    voxels = label_array(labels)  # (z, y, x)
+    present = present_labels(voxels, label_table)
+    if not present:
+        return None
+    check_source_references(source_images)
+    plane_of_source = source_slice_indices(labels, source_images)
+    # Frame n of the pixel array must be the plane of source_images[n]: sort the sources by plane.
+    sources_by_plane = [with_type2_attributes(source_images[n]) for n in np.argsort(plane_of_source)]
+    segment_number = np.zeros(256, dtype=np.uint8)
+    segment_number[present] = np.arange(1, len(present) + 1)
+    with warnings.catch_warnings(), pydicom.config.disable_value_validation():
+        # highdicom warns about single-component patient names (common after de-identification, "STS_019");
+        # the name is copied from the CT as it is, so there is nothing to fix here.
+        warnings.filterwarnings("ignore", message=r".*unlikely to represent the intended person name")
+        segmentation = hd.seg.Segmentation(
+            source_images=sources_by_plane,
+            pixel_array=segment_number[voxels],
+            segmentation_type=segmentation_type,
+            segment_descriptions=[segment_description(n, label_table[v]) for n, v in enumerate(present, start=1)],
+            series_instance_uid=hd.UID(),
+            series_number=series_number,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="medseg",
+            manufacturer_model_name="medseg",
+            software_versions=__version__,
+            device_serial_number="1",
+            content_label="MEDSEG",
+            content_description=series_description[:64],
+        )
+    segmentation.SeriesDescription = series_description[:64]
+    with atomic_path(path) as tmp, pydicom.config.disable_value_validation():
+        segmentation.save_as(tmp)
+    return path
+
 
 # Retired "Detached Study Management" class: what RT Referenced Study Sequence items conventionally reference.
 DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"

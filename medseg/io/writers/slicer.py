@@ -1,9 +1,19 @@
-"""The label map as a 3D Slicer segmentation (``.seg.nrrd``): one shared labelmap layer whose segments carry
-names, colours and terminology codes, written with slicerio's writer (the same header fields Slicer writes)."""
+"""What 3D Slicer opens over the CT, in the exact geometry of the scan:
+
+- ``<case>_seg.nii.gz`` (:func:`write_label_nifti`): the label map as NIfTI, the format every tool reads; the ``_seg``
+  name makes Slicer load it as a label map (Slicer treats a file as a label map when its name matches
+  ``(\\b|_)(label(s)?|seg)(\\b|_)``);
+- ``<case>.seg.nrrd`` (:func:`write_seg_nrrd`): a Slicer segmentation, one shared labelmap layer whose segments carry
+  names, colours and terminology codes, written with slicerio's writer (the same header fields Slicer writes);
+- ``<case>_seg.ctbl`` (:func:`write_color_table`): a colour table for the label map, one line ``index name R G B A``
+  per label, 0-255. Load it in Slicer (Data > Add data) and pick it as the label map's colour node to see organ names
+  and colours on the NIfTI label map; the ``.seg.nrrd`` carries the same names and colours on its own.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,8 +22,29 @@ import SimpleITK as sitk
 import slicerio
 
 from medseg.io.files import atomic_path
-from medseg.io.writers.geometry import ijk_to_lps, label_array
+from medseg.io.writers.geometry import check_label_image, ijk_to_lps, label_array
 from medseg.io.writers.labels import LabelInfo, check_label_table, present_labels
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def write_label_nifti(labels: sitk.Image, path: str | os.PathLike[str]) -> Path:
+    """Write a uint8 label map (x, y, z) to ``path`` (``.nii.gz`` or ``.nii``) atomically, geometry unchanged.
+
+    NIfTI stores spacing, origin and direction as float32 (qform and sform), so they come back to float32
+    precision (about 1e-7 relative), not bit for bit; the voxels and the size are exact.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    if not path.name.endswith(NIFTI_SUFFIXES):
+        raise ValueError(f"{path}: a NIfTI label map must end in .nii.gz or .nii")
+    check_label_image(labels)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(labels, str(tmp), useCompression=True)
+    return path
+
 
 # Our codes come from the DICOM CID tables, so they belong to Slicer's "DICOM master list" contexts.
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
@@ -82,4 +113,35 @@ def write_seg_nrrd(
     }
     with atomic_path(path) as tmp:
         slicerio.write_segmentation(str(tmp), segmentation, compression_level=compression_level)
+    return path
+
+
+COLOR_TABLE_SUFFIXES = (".ctbl", ".txt")
+
+
+def color_table_name(name: str) -> str:
+    """A label name as a colour-table entry: Slicer splits lines on whitespace, so runs of it become ``_``."""
+    return re.sub(r"\s+", "_", name.strip())
+
+
+def write_color_table(label_table: Mapping[int, LabelInfo], path: str | os.PathLike[str]) -> Path:
+    """Write ``label_table`` (plus ``0 Background``, transparent) as a Slicer colour table, atomically.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    if not path.name.endswith(COLOR_TABLE_SUFFIXES):
+        raise ValueError(f"{path}: a Slicer colour table must end in .ctbl or .txt")
+    check_label_table(label_table)
+    lines = [
+        "# Color table written by medseg",
+        f"# {len(label_table) + 1} values",
+        "0 Background 0 0 0 0",
+    ]
+    for value, info in sorted(label_table.items()):
+        red, green, blue = (int(c) for c in info.color)
+        lines.append(f"{int(value)} {color_table_name(info.name)} {red} {green} {blue} 255")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
