@@ -109,9 +109,9 @@ def medseg_task(
 
 
 def bf16_support_task() -> dict[str, Any]:
-    """Harness task: whether this CPU runs bfloat16 in hardware (:func:`medseg.inference.precision.supports_bf16`;
+    """Harness task: whether this CPU runs bfloat16 in hardware (:func:`medseg.networks.factory.supports_bf16`;
     in a child, so the parent process never imports torch)."""
-    from medseg.inference.precision import CPU_BF16_FLAGS, supports_bf16
+    from medseg.networks.factory import CPU_BF16_FLAGS, supports_bf16
 
     return {"seconds": 0.0, "supported": supports_bf16("cpu"), "flags": list(CPU_BF16_FLAGS)}
 

@@ -30,7 +30,7 @@ def inversion_task(image: str, model_file: str, bundle: str, method: str, labels
 
     from benchmarks.network import pad_to_window
     from medseg.inference import Segmenter
-    from medseg.inference.inversion import labels_on_grid, labels_on_grid_resampled
+    from medseg.inference.model_grid import labels_on_grid, labels_on_grid_resampled
     from medseg.io.geometry import ras_affine
     from medseg.io.readers import read_scan
 

@@ -39,7 +39,7 @@ from torch import nn
 from benchmarks.agreement import dice_per_label
 from benchmarks.harness import start_measuring
 from benchmarks.machine import sgemm_task
-from medseg.inference.precision import autocast_context, prepare_network, supports_bf16, to_channels_last
+from medseg.networks.factory import autocast_context, prepare_network, supports_bf16, to_channels_last
 
 # A lever is kept when it is at least this much faster and its mask matches the current one this closely.
 MIN_SPEEDUP = 1.05
@@ -255,7 +255,7 @@ def _unchanged(windows: torch.Tensor) -> torch.Tensor:
 
 def _channels_last_copy(network: nn.Module) -> nn.Module:
     """A copy of ``network`` in channels_last_3d memory order: what ``medseg segment --precision bf16`` runs
-    (:func:`medseg.inference.precision.prepare_network`; its weights stay float32)."""
+    (:func:`medseg.networks.factory.prepare_network`; its weights stay float32)."""
     import copy
 
     return prepare_network(copy.deepcopy(network), "bf16").eval()

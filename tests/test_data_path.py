@@ -70,7 +70,7 @@ def dicom_trace(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> li
 def test_a_dicom_study_reaches_its_mask_through_few_modules(dicom_trace: list[str]) -> None:
     assert "inference/outputs.py" in dicom_trace, dicom_trace
     to_mask = dicom_trace[: dicom_trace.index("inference/outputs.py")]
-    assert {"io/readers.py", "transforms/preprocessing.py", "inference/inversion.py"} <= set(to_mask), to_mask
+    assert {"io/readers.py", "transforms/preprocessing.py", "inference/model_grid.py"} <= set(to_mask), to_mask
     assert len(to_mask) <= MAX_MODULES_TO_MASK, f"{len(to_mask)} modules on the way to the mask: {to_mask}"
 
 
@@ -83,4 +83,4 @@ def test_the_readme_names_every_module_of_the_way_in_order(dicom_trace: list[str
     first = {module: named.index(module) for module in dicom_trace}
     to_mask = dicom_trace[: dicom_trace.index("inference/outputs.py")]
     # The README follows the scan: the reading stage is named before the network's, the network's before the way back.
-    assert first["io/readers.py"] < first["transforms/preprocessing.py"] < first["inference/inversion.py"], to_mask
+    assert first["io/readers.py"] < first["transforms/preprocessing.py"] < first["inference/model_grid.py"], to_mask

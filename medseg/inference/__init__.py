@@ -1,14 +1,14 @@
 """Stage 4: segment scans with a trained bundle.
 
-cases.py      what INPUT holds: a sorted list of cases with safe ids
-bundle.py     find the bundle, its configs, label names and weights
-segmenter.py  Segmenter: the bundle's transforms, inferer and network, loaded once, predicting many scans
-inversion.py  model grid -> scan grid, slab by slab, argmax into uint8 (bounded memory)
-postprocess.py  per organ: drop specks, keep the largest connected component
-precision.py  --precision fp32/bf16: bfloat16 support check, channels-last network, autocast
-outputs.py    the files of a case and the case.json manifest that marks it complete
-batch.py      segment_folder: resume, per-case isolation, summaries, torchrun sharding
 commands.py   ``medseg segment``
+options.py    SegmentOptions: how to segment, set once; the output formats
+batch.py      segment_folder: resume, per-case isolation, summaries, torchrun sharding
+cases.py      what INPUT holds: a sorted list of cases with safe ids
+segmenter.py  Segmenter: the bundle's transforms, inferer and network, loaded once, predicting many scans
+bundle.py     find the bundle, its configs, label names and weights
+model_grid.py scan grid -> model grid (streamed from the stored voxels) and back (slab by slab, argmax into uint8)
+postprocess.py  per organ: drop specks, keep the largest connected component
+outputs.py    the files of a case and the case.json manifest that marks it complete
 
 The names below load on first use (PEP 562), so that importing one submodule does not import torch and MONAI.
 """

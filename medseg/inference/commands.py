@@ -50,7 +50,7 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average mirrored predictions")
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "auto"),  # medseg.inference.precision.PRECISIONS; not imported: it imports torch
+        choices=("fp32", "bf16", "auto"),  # medseg.networks.factory.PRECISIONS; not imported: it imports torch
         default="fp32",
         help="fp32 (default: exact, reproducible) or bf16: channels-last + bfloat16 autocast, about 2x faster on "
         "CPUs with avx512_bf16/amx_bf16 or bf16-capable GPUs, a few organ-boundary voxels differ; auto: bf16 where "

@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args
 
 from medseg.errors import InputError, MedsegError
 
-Precision = Literal["fp32", "bf16", "auto"]  # what a caller asks for (medseg.inference.precision: what runs)
+Precision = Literal["fp32", "bf16", "auto"]  # what a caller asks for (medseg.networks.factory: what runs)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 DEFAULT_MIN_COMPONENT_ML = 0.1  # components smaller than this (ml) are specks (medseg.inference.postprocess)
 Inversion = Literal["slabs", "nearest", "invertd"]
@@ -45,7 +45,7 @@ class SegmentOptions:
         inversion: ``"slabs"`` (default, bounded memory), ``"nearest"`` or ``"invertd"``
             (see :mod:`medseg.inference.segmenter`).
         precision: ``"fp32"`` (default, exact), ``"bf16"`` or ``"auto"`` (bf16 where the hardware has it, else
-            fp32; :mod:`medseg.inference.precision`).
+            fp32; :mod:`medseg.networks.factory`).
         preprocessing: ``"streamed"`` (default): the chain's orientation and resampling as one slab-wise pass from
             the scan's stored voxels (:func:`medseg.inference.model_grid.streamed_scan_chain`; float32, no
             full-resolution float copy); ``"chain"``: the bundle's chain transform by transform (MONAI's float64

@@ -18,7 +18,7 @@ explicitly):
    on the scan's voxels and RAS affine as a MONAI ``MetaTensor`` (:func:`scan_tensor`);
 3. **network**: the bundle's ``inferer`` (sliding window, Gaussian blending) with the network, softmax on the
    model grid;
-4. **back to the scan's grid**: :func:`medseg.inference.inversion.labels_on_grid` resamples the probabilities slab
+4. **back to the scan's grid**: :func:`medseg.inference.model_grid.labels_on_grid` resamples the probabilities slab
    by slab in bounded memory and takes the argmax (``inversion="invertd"``: MONAI's ``Invertd`` of the
    probabilities, reference, small scans; ``"nearest"``: argmax on the model grid, labels resampled; fastest,
    blockier edges). Before the first two, the chain's trailing padding (``SpatialPadd`` up to the window) is undone
@@ -35,7 +35,7 @@ and the network is built by a Python call (:meth:`medseg.model_spec.ModelSpec.bu
 folder ever reaches MONAI's config parser as an expression or a component.
 
 The network's path is chosen once, at load, from the device's features
-(:func:`medseg.inference.precision.choose_network_path`): on a CPU, fp32 in channels-last order with one window per
+(:func:`medseg.networks.factory.choose_network_path`): on a CPU, fp32 in channels-last order with one window per
 thread (exact: the same float32 arithmetic in another order); ``precision="bf16"`` (opt-in, or ``"auto"`` where the
 CPU or GPU has bfloat16 hardware) runs it under bfloat16 autocast; the logits are float32 again before the window
 blending, so everything after the network is the same float32 code.
@@ -84,17 +84,15 @@ from medseg.inference.bundle import (
     read_metadata,
     resolve_bundle,
 )
-from medseg.inference.inversion import labels_on_grid
-from medseg.inference.model_grid import StreamedScanChain, streamed_scan_chain
+from medseg.inference.model_grid import StreamedScanChain, labels_on_grid, streamed_scan_chain
 from medseg.inference.options import INVERSIONS, Inversion, SegmentOptions
 from medseg.inference.postprocess import clean_label_map
-from medseg.inference.precision import PrecisionPredictor, choose_network_path, prepare_network
 from medseg.io.geometry import ras_affine
 from medseg.io.limits import check_resampled_grid
 from medseg.io.monai_reader import MedsegReader, unwrap_medseg_error
 from medseg.io.readers import Scan, read_scan
 from medseg.model_spec import MODEL_KEYS, ModelSpec, find_model_config, model_config_path, read_model_spec
-from medseg.networks.factory import resolve_device
+from medseg.networks.factory import PrecisionPredictor, choose_network_path, prepare_network, resolve_device
 from medseg.networks.tta import FlipEnsemble
 from medseg.reporting.summary import StageClock
 

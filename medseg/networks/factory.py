@@ -8,19 +8,49 @@
 All three are 2D or 3D by ``spatial_dims`` and map ``(B, in_channels, *spatial)`` to ``(B, out_channels, *spatial)``
 logits (DynUNet with deep supervision returns ``(B, 1 + heads, out_channels, *spatial)`` in training mode).
 
-Where a network runs, for training and inference alike: :func:`resolve_device`.
+Where a network runs, for training and inference alike: :func:`resolve_device`. How it runs there, its path on the
+machine: precision (``fp32``, ``bf16`` or ``auto``), memory order and window batch, chosen once at start
+(:func:`choose_network_path`).
+
+``fp32`` (default) is the exact reference. On a CPU it runs with the fastest *exact* levers (same float32
+arithmetic, only the order of work changes; masks identical on the shipped model, see below):
+
+* channels-last memory order (``torch.channels_last_3d`` for 3D networks, ``torch.channels_last`` for 2D ones):
+  oneDNN's native layout for CPU convolutions, so no reorder per layer;
+* a sliding-window batch of as many windows as the CPU has threads (at most the bundle's ``sw_batch_size``): one
+  window per core keeps each core's working set in its cache; the bundle's value stands when the caller overrides
+  ``sw_batch_size``, and on GPUs.
+
+``bf16`` (opt-in, or ``auto`` where the hardware has it) runs the network in channels-last order under
+``torch.autocast(bfloat16)``: convolutions compute in bfloat16 on float32 weights, and the logits are cast back to
+float32 before the sliding window blends them, so blending, softmax, argmax and inversion stay in float32. It needs
+hardware bfloat16: on CPU the ``avx512_bf16`` or ``amx_bf16`` flag (``/proc/cpuinfo``, or torch's own check where
+there is no such file); emulated bfloat16 is slower than fp32. On CUDA, ``torch.cuda.is_bf16_supported()``.
+``auto`` is ``bf16`` where it is supported and ``fp32`` elsewhere.
+
+Measured on the project's benchmark CPU (AMD EPYC Zen 4, 2 cores, ``avx512_bf16``; the network section of
+``benchmarks/results/amd-epyc-2core.md``, levers against the plain network with the bundle's window batch of 4):
+channels-last 1.05x, window batch 2 1.27x, bf16 2.59x, all with identical fp32 masks except bf16 (lowest class Dice
+0.995); ``benchmarks/network.py``'s row ``medseg_cpu_default`` measures the combination chosen here. No compiled or
+exported graph: ``torch.compile`` gained 1.34x on that CPU but costs a minute of compilation per
+process and per window shape, which a batch of small scans does not win back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from monai.networks.nets import DynUNet, UNet
 from torch import nn
 
 from medseg.errors import MedsegError
+from medseg.inference.options import PRECISIONS
 from medseg.networks.fcn import FCN8s
 
 NETWORKS = ("unet", "dynunet", "fcn8s")
@@ -163,3 +193,209 @@ def resolve_device(value: Any) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise MedsegError(None, f"--device must be auto, cpu or cuda[:N], got {value!r}")
     return device
+
+
+NetworkPrecision = Literal["fp32", "bf16"]  # what runs
+CPU_BF16_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where there is no such file)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return frozenset(flags)
+
+
+def _torch_cpu_bf16() -> bool:
+    """torch's own check of the CPU's bfloat16 instructions (AVX512-BF16 or AMX tiles)."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if check is not None)
+
+
+def _cuda_bf16(device: torch.device) -> bool:
+    if not torch.cuda.is_available():
+        return False
+    with torch.cuda.device(device):
+        return bool(torch.cuda.is_bf16_supported())
+
+
+def supports_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes in bfloat16 in hardware: a CPU with ``avx512_bf16`` or ``amx_bf16``, or a CUDA
+    device for which ``torch.cuda.is_bf16_supported()``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return _cuda_bf16(device)
+    if device.type == "cpu":
+        return any(flag in cpu_flags() for flag in CPU_BF16_FLAGS) or _torch_cpu_bf16()
+    return False
+
+
+def check_precision(precision: str, device: torch.device | str) -> NetworkPrecision:
+    """The precision the network runs at for the requested ``precision`` (``auto``: ``bf16`` where ``device`` has
+    bfloat16 hardware, else ``fp32``), after checking that ``device`` supports it.
+
+    Raises:
+        MedsegError: an unknown precision, or ``bf16`` on a device without bfloat16 hardware.
+    """
+    if precision not in PRECISIONS:
+        raise MedsegError(None, f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = torch.device(device)
+    if precision == "auto":
+        return "bf16" if supports_bf16(device) else "fp32"
+    if precision == "bf16" and not supports_bf16(device):
+        if device.type == "cuda":
+            why = f"CUDA device {device} has no bfloat16 support (torch.cuda.is_bf16_supported() is False)"
+        elif device.type == "cpu":
+            why = (
+                f"this CPU lacks the {' or '.join(CPU_BF16_FLAGS)} flag (neither in {CPUINFO} nor found by torch), "
+                "so bfloat16 would be emulated and slower than fp32"
+            )
+        else:
+            why = f"device {device} is neither a CPU nor a CUDA device"
+        raise MedsegError(None, f"--precision bf16: {why}; use --precision fp32 or auto")
+    return "bf16" if precision == "bf16" else "fp32"
+
+
+@dataclass(frozen=True)
+class NetworkPath:
+    """How the network runs on this machine (:func:`choose_network_path`).
+
+    Attributes:
+        precision: ``fp32`` or ``bf16`` (resolved from ``auto``).
+        channels_last: weights and windows in channels-last memory order.
+        sw_batch_size: windows per network call; ``None``: the bundle's.
+        why: one line saying what was chosen and why (for logs and the benchmark report).
+    """
+
+    precision: NetworkPrecision
+    channels_last: bool
+    sw_batch_size: int | None
+    why: str
+
+
+def cpu_threads() -> int:
+    """The threads torch computes with (``torch.get_num_threads()``: the CPUs this process may use, or
+    ``OMP_NUM_THREADS``), at least 1."""
+    return max(1, int(torch.get_num_threads()))
+
+
+def choose_network_path(
+    precision: str,
+    device: torch.device | str,
+    spatial_dims: int = 3,
+    bundle_sw_batch_size: int | None = None,
+    sw_batch_size_fixed: bool = False,
+    threads: int | None = None,
+) -> NetworkPath:
+    """The fastest exact network path for ``device`` at the requested ``precision`` (see the module notes): on a
+    CPU channels-last order and a window batch of ``threads`` windows (at most ``bundle_sw_batch_size``; unchanged
+    when ``sw_batch_size_fixed``, the caller's own value); ``bf16`` in channels-last order everywhere; ``fp32`` on
+    a GPU as it is. Rules from the CPU's features and thread count, no measurement: choosing costs nothing.
+
+    Raises:
+        MedsegError: as :func:`check_precision`.
+    """
+    device = torch.device(device)
+    resolved = check_precision(precision, device)
+    layout_ok = spatial_dims in (2, 3)
+    if device.type != "cpu":
+        channels_last = resolved == "bf16" and layout_ok
+        why = f"{device.type}: {resolved}" + (", channels-last" if channels_last else "")
+        return NetworkPath(resolved, channels_last, None, why)
+    batch: int | None = None
+    if spatial_dims == 3 and not sw_batch_size_fixed and bundle_sw_batch_size:
+        threads = cpu_threads() if threads is None else max(1, int(threads))
+        batch = max(1, min(int(bundle_sw_batch_size), threads))
+    parts = [f"cpu ({os.cpu_count()} CPUs): {resolved}"]
+    if resolved == "fp32" and precision == "auto":
+        parts.append(f"(no {' or '.join(CPU_BF16_FLAGS)})")
+    if layout_ok:
+        parts.append("channels-last")
+    if batch is not None:
+        parts.append(f"window batch {batch} (one per thread)")
+    return NetworkPath(resolved, layout_ok, batch, ", ".join(parts))
+
+
+def memory_format(spatial_dims: int) -> torch.memory_format:
+    """The channels-last memory format of a ``spatial_dims``-D network's tensors."""
+    if spatial_dims == 3:
+        return torch.channels_last_3d
+    if spatial_dims == 2:
+        return torch.channels_last
+    raise ValueError(f"channels-last memory order exists for 2D and 3D networks, not {spatial_dims}D")
+
+
+def to_channels_last(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` ``(B, C, *spatial)`` in channels-last memory order (same values); other ranks as they are."""
+    if tensor.ndim in (4, 5):
+        return tensor.contiguous(memory_format=memory_format(tensor.ndim - 2))
+    return tensor
+
+
+def prepare_network(
+    network: nn.Module, precision: NetworkPrecision, spatial_dims: int = 3, channels_last: bool | None = None
+) -> nn.Module:
+    """``network`` made ready for its path, in place (and returned): its weights in channels-last memory order,
+    once, when ``channels_last`` (default: for ``bf16`` only); they stay float32 (autocast casts them per call)."""
+    if channels_last is None:
+        channels_last = precision == "bf16"
+    if channels_last:
+        network.to(memory_format=memory_format(spatial_dims))  # type: ignore[call-overload]  # stubs lack it
+    return network
+
+
+def autocast_context(device: torch.device | str, precision: NetworkPrecision) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast(device type, bfloat16)`` for ``bf16``; a no-op context for ``fp32``."""
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def as_float32(output: Any) -> Any:
+    """The network's output with every floating tensor (also inside tuples, lists and dicts) in float32."""
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.is_floating_point() else output
+    if isinstance(output, (tuple, list)):
+        return type(output)(as_float32(item) for item in output)
+    if isinstance(output, dict):
+        return {key: as_float32(value) for key, value in output.items()}
+    return output
+
+
+class PrecisionPredictor(nn.Module):
+    """Runs ``predictor`` on its path inside a sliding window: each window batch in channels-last order (when
+    ``channels_last``, default: for ``bf16``), under bfloat16 autocast for ``bf16``, the logits back in float32 (so
+    the window blending is float32).
+
+    Shapes: as ``predictor`` (``(B, C_in, *spatial)`` -> ``(B, C_out, *spatial)``), outputs float32.
+    """
+
+    def __init__(
+        self,
+        predictor: Callable[..., Any],
+        device: torch.device | str,
+        precision: NetworkPrecision,
+        channels_last: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.predictor = predictor
+        self.device_type = torch.device(device).type
+        self.precision: NetworkPrecision = precision
+        self.channels_last = precision == "bf16" if channels_last is None else channels_last
+
+    def forward(self, windows: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self.channels_last:
+            windows = to_channels_last(windows)
+        if self.precision == "fp32":
+            return self.predictor(windows, *args, **kwargs)
+        with autocast_context(self.device_type, self.precision):
+            output = self.predictor(windows, *args, **kwargs)
+        return as_float32(output)

@@ -94,7 +94,7 @@ class PrecisionInferer(SimpleInferer):
 
     def __init__(self, precision: str = "fp32", device: torch.device | str = "cpu") -> None:
         super().__init__()
-        from medseg.inference.precision import check_precision
+        from medseg.networks.factory import check_precision
 
         self.device_type = torch.device(device).type
         self.precision = check_precision(precision, device)
@@ -102,6 +102,6 @@ class PrecisionInferer(SimpleInferer):
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self.precision == "fp32":
             return network(inputs, *args, **kwargs)
-        from medseg.inference.precision import PrecisionPredictor
+        from medseg.networks.factory import PrecisionPredictor
 
         return PrecisionPredictor(network, self.device_type, self.precision)(inputs, *args, **kwargs)

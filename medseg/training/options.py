@@ -61,7 +61,7 @@ def training_precision(precision: Any, device: torch.device, amp: bool = False) 
     Raises:
         MedsegError: an unknown value, or ``bf16`` asked for where the device lacks bfloat16.
     """
-    from medseg.inference.precision import check_precision
+    from medseg.networks.factory import check_precision
 
     text = "auto" if precision is None else str(precision).strip().lower()
     if text == "bf16" and amp:

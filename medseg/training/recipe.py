@@ -134,6 +134,6 @@ def prepare_model(
             first = str(err).strip().splitlines()[0]
             raise MedsegError(path, f"--init_weights does not fit the network ({first})") from err
         logger.info("initialised the network from %s", path)
-    from medseg.inference.precision import prepare_network
+    from medseg.networks.factory import prepare_network
 
     return prepare_network(network.to(device), "bf16" if precision == "bf16" else "fp32", spatial_dims)

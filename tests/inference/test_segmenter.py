@@ -95,7 +95,7 @@ def test_tta_and_postprocessing_options(test_bundle: Path, tmp_path: Path) -> No
 def test_bf16_precision_keeps_the_masks_and_is_recorded(
     segmenter: Segmenter, test_bundle: Path, tmp_path: Path
 ) -> None:
-    from medseg.inference.precision import PrecisionPredictor, supports_bf16
+    from medseg.networks.factory import PrecisionPredictor, supports_bf16
     from tests.inference.helpers import body_phantom
 
     # fp32 (the default) on a CPU: float32 throughout, only the memory order is channels-last.
@@ -118,10 +118,10 @@ def test_bf16_precision_keeps_the_masks_and_is_recorded(
 
 
 def test_bf16_on_a_cpu_without_it_fails_before_any_case(test_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from medseg.inference import precision
+    from medseg.networks import factory
 
-    monkeypatch.setattr(precision, "cpu_flags", lambda cpuinfo=precision.CPUINFO: frozenset({"avx2"}))
-    monkeypatch.setattr(precision, "_torch_cpu_bf16", lambda: False)
+    monkeypatch.setattr(factory, "cpu_flags", lambda cpuinfo=factory.CPUINFO: frozenset({"avx2"}))
+    monkeypatch.setattr(factory, "_torch_cpu_bf16", lambda: False)
     with pytest.raises(MedsegError, match="avx512_bf16 or amx_bf16"):
         Segmenter(test_bundle, device="cpu", precision="bf16")
 
@@ -422,7 +422,7 @@ def test_the_cpu_network_path_keeps_the_plain_fp32_masks(
     """Issue 13.3: the default CPU path (channels-last, one window per thread) is exact: the same labels as the
     network run plainly with the bundle's window batch; "auto" records the precision that ran."""
     from medseg.inference import segmenter as segmenter_module
-    from medseg.inference.precision import NetworkPath, supports_bf16
+    from medseg.networks.factory import NetworkPath, supports_bf16
     from tests.inference.helpers import INFERENCE_SETTINGS, body_phantom
 
     bundle_batch = INFERENCE_SETTINGS["sw_batch_size"]

@@ -57,6 +57,6 @@ def test_precision_inferer_runs_the_training_forward_in_bf16_and_returns_float32
 
 
 def _cpu_bf16() -> bool:
-    from medseg.inference.precision import supports_bf16
+    from medseg.networks.factory import supports_bf16
 
     return supports_bf16("cpu")

@@ -78,7 +78,7 @@ def test_check_options_rejects_impossible_combinations(changes: dict, message: s
 
 
 def test_training_precision_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    import medseg.inference.precision as precision
+    import medseg.networks.factory as precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "supports_bf16", lambda device: True)
