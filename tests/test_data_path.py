@@ -80,7 +80,17 @@ def test_the_readme_names_every_module_of_the_way_in_order(dicom_trace: list[str
     named = re.findall(r"`medseg/([\w/]+\.py)`", section)
     missing = [module for module in dicom_trace if module not in named]
     assert not missing, f"the README's data-path section does not name {missing}"
-    first = {module: named.index(module) for module in dicom_trace}
-    to_mask = dicom_trace[: dicom_trace.index("inference/outputs.py")]
-    # The README follows the scan: the reading stage is named before the network's, the network's before the way back.
-    assert first["io/readers.py"] < first["transforms/preprocessing.py"] < first["inference/model_grid.py"], to_mask
+    # The steps follow the scan: read, back to the scan's grid, postprocess, write, each naming its module.
+    steps = re.split(r"\n\d+\. ", section)
+    stages = [
+        ("io/readers.py", "read_scan"),
+        ("inference/model_grid.py", "labels_on_grid"),
+        ("inference/postprocess.py", "clean_label_map"),
+        ("inference/outputs.py", "write_case_outputs"),
+    ]
+    where = []
+    for module, function in stages:
+        (step,) = [i for i, text in enumerate(steps) if f"`{function}`" in text]
+        assert f"`medseg/{module}`" in steps[step], (module, steps[step])
+        where.append(step)
+    assert where == sorted(where) and len(set(where)) == len(where), where
