@@ -22,6 +22,17 @@ from scipy import ndimage
 # DEFAULT_MIN_COMPONENT_ML (0.1 ml): components smaller are noise for the head-and-neck organs (the smallest,
 # Esophagus, is ~3 mL).
 from medseg.inference.options import DEFAULT_MIN_COMPONENT_ML
+from medseg.io.writers.labels import label_counts
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The full-connectivity components of a boolean ``mask`` (int32 labels, 0 outside it) and each one's voxel
+    count (``sizes[0]`` set to 0), counted in chunks (:func:`medseg.io.writers.labels.label_counts`: a plain
+    ``np.bincount`` would make an int64 copy of the labels, 8 bytes a voxel)."""
+    components, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool), output=np.int32)
+    sizes = label_counts(components, minlength=int(count) + 1)
+    sizes[0] = 0
+    return components, sizes
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -31,13 +42,33 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     int32 (scikit-image's labels, behind MONAI's transform, are int64, plus a uint8 copy of the input): on a
     512 x 512 x 1000 CT where an organ's box spans the scan that is the difference between about 2 GiB and 1 GiB.
     """
-    components, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool), output=np.int32)
-    if count <= 1:
+    components, sizes = _components(mask)
+    if sizes.size <= 2:  # one component, or none
         return mask.copy()
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
     kept: np.ndarray = components == int(sizes.argmax())
     return kept
+
+
+def _keep_largest(crop: np.ndarray, value: int, min_voxels: float) -> int:
+    """Set to 0, in ``crop`` (a label array or a view of one), the voxels of ``value`` outside its largest component
+    (:func:`largest_component`), or all of them when that component has fewer than ``min_voxels``; returns how many
+    were set to 0.
+
+    Beside ``crop`` it holds 5 bytes a voxel: the organ's mask, whose buffer then takes the voxels to drop, and the
+    int32 component labels."""
+    mask = crop == value
+    components, sizes = _components(mask)
+    keep = int(sizes.argmax())
+    if sizes[keep] < min_voxels:
+        keep = 0  # the organ is a speck: every component goes
+    drop = np.not_equal(components, keep, out=mask)  # mask's buffer reused: no other full-size temporary
+    if keep:
+        np.logical_and(drop, components, out=drop)  # and inside the organ
+    del components
+    removed = int(sizes.sum() - sizes[keep])
+    if removed:
+        crop[drop] = 0
+    return removed
 
 
 def clean_label_map(
@@ -79,14 +110,15 @@ def clean_label_map(
         if not 0 < value <= len(boxes) or boxes[value - 1] is None:
             continue
         crop = labels[boxes[value - 1]]  # a view: writing to it writes to ``labels``
-        mask = crop == value
         if keep_largest:
             # One connected-component labelling per organ: after it the organ is one component, so the volume
             # threshold is a voxel count.
-            kept = largest_component(mask)
-            if np.count_nonzero(kept) < min_voxels:
-                kept[:] = False
-        elif remove_small is not None:
+            count = _keep_largest(crop, value, min_voxels)
+            if count:
+                removed[value] = count
+            continue
+        mask = crop == value
+        if remove_small is not None:
             # A zero border: MONAI returns a crop holding one value unchanged, which would spare an all-organ speck.
             padded = torch.from_numpy(np.pad(mask, 1)[None].astype(np.uint8))
             with warnings.catch_warnings():

@@ -43,10 +43,12 @@ blending, so everything after the network is the same float32 code.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +188,22 @@ def _target_spacing(chain: Compose, dims: int) -> list[float | None]:
             values += values[-1:] * (dims - len(values))  # MONAI pads a short pixdim with its last value
             return [value if np.isfinite(value) and value > 0 else None for value in values]
     return [None] * dims
+
+
+def _release_free_heap() -> None:
+    """Hand the heap memory freed so far back to the OS (glibc's ``malloc_trim``; nothing elsewhere).
+
+    The network's threads and the inversion leave freed blocks in glibc's per-thread arenas, which stay resident
+    under the label map and the writers that follow: on the 512 x 512 x 1000 CT about 100-150 MiB of the peak.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return
+    trim(0)
 
 
 @dataclass
@@ -391,6 +409,10 @@ class Segmenter:
             scores = self._scores(image)
         with clock.stage("invert"):
             labels = self._on_scan_grid(scores, data, scan)
+        # The model grid's image and probabilities are done with: not held through postprocessing and the copy
+        # into the label image (150 MiB of probabilities for a 512 x 512 x 1000 CT).
+        del scores, data, image
+        _release_free_heap()
         removed: dict[int, int] = {}
         if self.options.postprocess:
             with clock.stage("postprocess"):
@@ -398,6 +420,7 @@ class Segmenter:
                 removed = clean_label_map(
                     labels, self.label_names, spacing_zyx, min_component_ml=self.options.min_component_ml
                 )
+            _release_free_heap()
         label_image = sitk.GetImageFromArray(labels)
         label_image.CopyInformation(scan.image)
         return Segmentation(

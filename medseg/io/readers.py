@@ -204,7 +204,8 @@ def _read_nifti(path: Path, *, fix_geometry: bool) -> Scan:
     """Read a NIfTI with nibabel: its affine is the one nibabel and MONAI use, and its voxels are the stored ones
     (SimpleITK's NIfTI reader silently turns NaN and infinite voxels into 0, which would hide a broken file)."""
     try:
-        nifti = nib.load(path)
+        # Read slab by slab (below) from one open file: no memory map, whose pages would count as resident too.
+        nifti = nib.load(path, mmap=False, keep_file_open=True)
     except Exception as err:  # nibabel raises many types for broken files
         raise InputError(path, f"cannot be read as NIFTI: {reason(err)}") from err
     if not isinstance(nifti, nib.Nifti1Image):  # Nifti2Image is a subclass
@@ -226,14 +227,7 @@ def _read_nifti(path: Path, *, fix_geometry: bool) -> Scan:
     problems = check_nifti_header(nifti.header)
     if problems:
         _refuse_unless_repairable(path, problems, fix_geometry)
-    try:
-        data = np.asanyarray(nifti.dataobj).reshape(shape)  # (x, y, z), rescale slope/intercept applied
-    except Exception as err:  # truncated or corrupt data: gzip, zlib, EOF or size errors
-        raise InputError(path, f"cannot be read as NIFTI: {reason(err)}") from err
-    data = _integral_if_stored_as_integers(nifti, data)
-    if not data.dtype.isnative:  # big-endian files (monai/anatomical.nii); SimpleITK takes native order only
-        data = data.astype(data.dtype.newbyteorder("="))
-    image = sitk.GetImageFromArray(data.T)  # sitk wants (z, y, x)
+    image = _nifti_voxels(path, nifti, shape)
     set_ras_affine(image, nifti.affine)
     scan = Scan(image=image, path=path, source_format="nifti")
     if problems:
@@ -242,6 +236,37 @@ def _read_nifti(path: Path, *, fix_geometry: bool) -> Scan:
         scan.warnings.append("used nibabel's affine (the sform when set), as nibabel and MONAI's NibabelReader do")
     _finish(scan)
     return scan
+
+
+_NIFTI_SLAB = 32  # slices read at a time: the whole scan is held once, in the SimpleITK image, not twice
+
+
+def _nifti_voxels(path: Path, nifti: nib.Nifti1Image, shape: tuple[int, ...]) -> sitk.Image:
+    """The voxels of a 3D ``nifti`` of ``shape`` (x, y, z) as a SimpleITK image (geometry not set), read slab by
+    slab along z and pasted into the image in place, so the scan is never held both as numpy and in SimpleITK
+    (1 GiB instead of 500 MiB for a 512 x 512 x 1000 int16 CT). Each slab as nibabel reads it (rescale slope and
+    intercept applied), integers kept integral, native byte order.
+
+    Raises:
+        InputError: truncated or corrupt data.
+    """
+    image: sitk.Image | None = None
+    for z0 in range(0, shape[2], _NIFTI_SLAB):
+        z1 = min(z0 + _NIFTI_SLAB, shape[2])
+        try:
+            data = np.asanyarray(nifti.dataobj[:, :, z0:z1]).reshape((*shape[:2], z1 - z0))  # (x, y, z)
+        except Exception as err:  # truncated or corrupt data: gzip, zlib, EOF or size errors
+            raise InputError(path, f"cannot be read as NIFTI: {reason(err)}") from err
+        data = _integral_if_stored_as_integers(nifti, data)
+        if not data.dtype.isnative:  # big-endian files (monai/anatomical.nii); SimpleITK takes native order only
+            data = data.astype(data.dtype.newbyteorder("="))
+        slab = sitk.GetImageFromArray(data.T)  # sitk wants (z, y, x)
+        if image is None:
+            image = sitk.Image([int(n) for n in shape], slab.GetPixelID())
+        image[:, :, z0:z1] = slab  # PasteImageFilter, in place
+    if image is None:
+        raise InputError(path, f"has no slices (size {'x'.join(map(str, shape))})")
+    return image
 
 
 def _integral_if_stored_as_integers(nifti: nib.Nifti1Image, data: np.ndarray) -> np.ndarray:

@@ -78,12 +78,14 @@ def _face_names(direction: np.ndarray) -> list[tuple[str, str]]:
     return names
 
 
-def touching_faces(mask: np.ndarray, direction: np.ndarray) -> list[str]:
+def touching_faces(mask: np.ndarray, direction: np.ndarray, value: int | None = None) -> list[str]:
     """Anatomical names of the scan faces a binary mask reaches.
 
     Args:
-        mask: bool array (z, y, x).
+        mask: bool array (z, y, x); with ``value``, a label array whose voxels equal to ``value`` are the mask
+            (compared on the six faces only: no full-volume mask is made).
         direction: 3x3 ITK direction matrix (columns = x, y, z axis directions in LPS).
+        value: the label value, when ``mask`` is a label array.
     """
     faces = _face_names(direction)
     touched = []
@@ -91,8 +93,10 @@ def touching_faces(mask: np.ndarray, direction: np.ndarray) -> list[str]:
         axis_array = 2 - axis_xyz  # numpy (z, y, x)
         if mask.shape[axis_array] == 0:
             continue
-        low = np.take(mask, 0, axis=axis_array).any()
-        high = np.take(mask, mask.shape[axis_array] - 1, axis=axis_array).any()
+        low_face = np.take(mask, 0, axis=axis_array)
+        high_face = np.take(mask, mask.shape[axis_array] - 1, axis=axis_array)
+        low = (low_face if value is None else low_face == value).any()
+        high = (high_face if value is None else high_face == value).any()
         if low:
             touched.append(faces[axis_xyz][0])
         if high:
@@ -126,7 +130,7 @@ def qa_flags(
         if volume == 0.0:
             flags.append(QAFlag("missing", name, "no voxel has this label"))
             continue
-        faces = touching_faces(voxels == value, direction)
+        faces = touching_faces(voxels, direction, value)
         if faces:
             flags.append(QAFlag("touches_border", name, f"reaches the {', '.join(faces)} border of the scan"))
         if expected and name in expected:

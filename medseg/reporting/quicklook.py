@@ -1,11 +1,12 @@
 """A quick-look PNG per case: axial, coronal and sagittal slices through the segmented organs' centre, CT in an HU
 window with the organs as coloured overlays, a legend with each organ's volume, and orientation letters.
 
-Both images are first put in LPS index order (``sitk.DICOMOrient``: a lossless axis permutation and flip), so the
-views follow the radiological convention whatever the file's orientation: axial seen from the feet (patient's
-right on the image's left, anterior up), coronal from the front (right on the left, superior up), sagittal from
-the patient's left (anterior on the left, superior up). Each panel is drawn in millimetres, so anisotropic voxels
-keep their true physical aspect ratio. For an oblique scan the letters name the nearest anatomical axis.
+Both images are looked at in LPS index order (the axis permutation and flips of ``sitk.DICOMOrient``, applied as a
+numpy view: no copy of the volume), so the views follow the radiological convention whatever the file's
+orientation: axial seen from the feet (patient's right on the image's left, anterior up), coronal from the front
+(right on the left, superior up), sagittal from the patient's left (anterior on the left, superior up). Each
+panel is drawn in millimetres, so anisotropic voxels keep their true physical aspect ratio. For an oblique scan
+the letters name the nearest anatomical axis.
 """
 
 from __future__ import annotations
@@ -112,6 +113,26 @@ class View:
     title: str
 
 
+def lps_voxels(image: sitk.Image) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The voxels of a 3D ``image`` in LPS index order, (z, y, x), as a read-only strided view (no copy), and the
+    spacing (x, y, z) in that order: what ``sitk.GetArrayViewFromImage(sitk.DICOMOrient(image, "LPS"))`` and its
+    spacing are, without the filter's copy of the whole volume (gigabytes for a 1000-slice CT).
+
+    The permutation and flips are ``DICOMOrientImageFilter``'s own, found by running it on a one-voxel image with
+    ``image``'s direction.
+    """
+    orient = sitk.DICOMOrientImageFilter()
+    orient.SetDesiredCoordinateOrientation("LPS")
+    probe = sitk.Image([1, 1, 1], sitk.sitkUInt8)
+    probe.SetDirection(image.GetDirection())
+    orient.Execute(probe)
+    order, flips = orient.GetPermuteOrder(), orient.GetFlipAxes()  # output axis j (x, y, z) is input axis order[j]
+    voxels = sitk.GetArrayViewFromImage(image).transpose([2 - order[2 - axis] for axis in range(3)])
+    flipped = tuple(slice(None, None, -1) if flips[2 - axis] else slice(None) for axis in range(3))
+    spacing = image.GetSpacing()
+    return voxels[flipped], (spacing[order[0]], spacing[order[1]], spacing[order[2]])
+
+
 def orthogonal_views(ct: sitk.Image, labels: sitk.Image) -> list[View]:
     """Axial, coronal and sagittal views through the labelled voxels' centre, cropped to the body.
 
@@ -120,13 +141,10 @@ def orthogonal_views(ct: sitk.Image, labels: sitk.Image) -> list[View]:
     """
     if not same_grid(ct, labels):
         raise ValueError("the label map is not on the CT's grid (size, spacing, origin or direction differ)")
-    ct_lps = sitk.DICOMOrient(ct, "LPS")
-    labels_lps = sitk.DICOMOrient(labels, "LPS")
     # (z, y, x): index x grows towards the patient's left, y towards posterior, z towards superior.
     # Views, not copies (a CT can be gigabytes); only the three slices are copied out below.
-    image = sitk.GetArrayViewFromImage(ct_lps)
-    label_voxels = sitk.GetArrayViewFromImage(labels_lps)
-    sx, sy, sz = ct_lps.GetSpacing()
+    image, (sx, sy, sz) = lps_voxels(ct)
+    label_voxels, _ = lps_voxels(labels)
     kz, jy, ix = organ_centre(label_voxels)
     (z0, z1), (y0, y1), (x0, x1) = body_box(image, label_voxels, (sz, sy, sx))
     wx, wy, wz = (x1 - x0) * sx, (y1 - y0) * sy, (z1 - z0) * sz

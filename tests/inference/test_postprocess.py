@@ -68,3 +68,28 @@ def test_largest_component_matches_monai_keep_largest_connected_component() -> N
             torch.from_numpy(mask[None].astype(np.uint8))
         )
         np.testing.assert_array_equal(largest_component(mask), np.asarray(expected)[0].astype(bool))
+
+
+def test_clean_label_map_is_largest_component_then_volume_threshold() -> None:
+    """On random label maps: each organ is its largest component (:func:`largest_component`, checked against
+    MONAI above), or nothing when that is below the volume; other voxels untouched; the counts returned."""
+    from medseg.inference.postprocess import largest_component
+
+    rng = np.random.default_rng(1)
+    for trial in range(12):
+        labels = rng.choice(np.arange(5, dtype=np.uint8), size=(14, 12, 11), p=[0.55, 0.2, 0.15, 0.08, 0.02])
+        expected = labels.copy()
+        min_voxels = 4 * trial
+        expected_removed = {}
+        for value in (1, 2, 3):
+            mask = labels == value
+            kept = largest_component(mask)
+            if np.count_nonzero(kept) < min_voxels:
+                kept[:] = False
+            drop = mask & ~kept
+            expected[drop] = 0
+            if drop.any():
+                expected_removed[value] = int(np.count_nonzero(drop))
+        removed = clean_label_map(labels, [1, 2, 3], spacing_mm=(1.0, 1.0, 1.0), min_component_ml=min_voxels / 1000)
+        np.testing.assert_array_equal(labels, expected)
+        assert removed == expected_removed

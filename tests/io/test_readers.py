@@ -173,6 +173,23 @@ def test_float64_and_wide_integer_images_become_float32_or_int16(tmp_path: Path)
     assert np.array_equal(voxels(big.image), values * 100)
 
 
+@pytest.mark.parametrize("name", ["scan.nii", "scan.nii.gz"])
+def test_nifti_read_slab_by_slab_equals_nibabel(tmp_path: Path, name: str) -> None:
+    """More slices than one slab (the last slab a single slice), stored big-endian int16 with an intercept, and
+    float with a fractional slope: the voxels nibabel returns for the whole file, in the type medseg keeps."""
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 3000, (9, 7, 2 * readers._NIFTI_SLAB + 1)).astype(">i2")
+    affine = np.diag([0.7, 0.8, 2.5, 1.0])
+    for slope, inter, kind in ((1.0, -1024.0, sitk.sitkInt16), (0.5, -1024.0, sitk.sitkFloat32)):
+        nifti = nib.Nifti1Image(stored, affine)
+        nifti.header.set_slope_inter(slope, inter)
+        nib.save(nifti, tmp_path / name)
+        image = read_scan(tmp_path / name).image
+        assert image.GetPixelID() == kind and image.GetSize() == stored.shape
+        expected = nib.load(tmp_path / name).get_fdata()
+        np.testing.assert_array_equal(voxels(image), expected.transpose(2, 1, 0))
+
+
 def test_rescale_slope_and_intercept_are_applied(tmp_path: Path) -> None:
     volume = ramp_volume((3, 4, 4))
     write_series(tmp_path / "a", volume, rescale=(1.0, -1024.0))

@@ -51,6 +51,11 @@ def test_border_faces_follow_the_direction() -> None:
     # Axes permuted (sagittal slices): image x is anterior-posterior.
     permuted = np.array([[0, 0, 1], [1, 0, 0], [0, -1, 0]], dtype=float)  # columns: x->P, y->I, z->L
     assert touching_faces(mask, permuted) == ["posterior", "right"]
+    # A label array and a value: the same faces, compared on the faces only.
+    labels = np.where(mask, 3, 1).astype(np.uint8)
+    assert touching_faces(labels, np.eye(3), value=3) == ["left", "inferior"]
+    everywhere = ["right", "left", "anterior", "posterior", "inferior", "superior"]
+    assert touching_faces(labels, np.eye(3), value=1) == everywhere
 
 
 def test_fences_and_validation() -> None:

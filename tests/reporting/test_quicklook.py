@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from medseg.io.writers.labels import label_table
-from medseg.reporting.quicklook import body_box, organ_centre, orthogonal_views, write_quicklook
+from medseg.reporting.quicklook import body_box, lps_voxels, organ_centre, orthogonal_views, write_quicklook
 
 TABLE = label_table({1: "Marker", 2: "Absent"})
 
@@ -55,6 +55,29 @@ def test_views_do_not_depend_on_storage_order(flip: tuple[bool, bool, bool], per
         np.testing.assert_array_equal(first.ct, second.ct)
         np.testing.assert_array_equal(first.labels, second.labels)
         assert first.size_mm == pytest.approx(second.size_mm)
+
+
+def test_lps_voxels_are_dicom_orient_without_the_copy() -> None:
+    """Every axis permutation and flip (48 storage orders), axis-aligned and oblique: the view is DICOMOrient's
+    array and spacing, and it is a view of the image's buffer."""
+    import itertools
+
+    rng = np.random.default_rng(0)
+    turn = np.array([[np.cos(0.3), -np.sin(0.3), 0.0], [np.sin(0.3), np.cos(0.3), 0.0], [0.0, 0.0, 1.0]])
+    for permutation in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            direction = np.zeros((3, 3))
+            for column, row in enumerate(permutation):
+                direction[row, column] = signs[column]
+            for rotation in (np.eye(3), turn):
+                image = sitk.GetImageFromArray(rng.integers(-1000, 1000, (4, 5, 6)).astype(np.int16))
+                image.SetSpacing((0.7, 1.1, 2.5))
+                image.SetDirection((rotation @ direction).ravel().tolist())
+                expected = sitk.DICOMOrient(image, "LPS")
+                voxels, spacing = lps_voxels(image)
+                np.testing.assert_array_equal(voxels, sitk.GetArrayViewFromImage(expected))
+                assert spacing == pytest.approx(expected.GetSpacing())
+                assert np.shares_memory(voxels, sitk.GetArrayViewFromImage(image))
 
 
 def test_centre_and_box_helpers() -> None:

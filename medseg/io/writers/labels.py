@@ -128,12 +128,12 @@ def check_label_table(table: Mapping[int, LabelInfo]) -> None:
         raise ValueError(f"label names must be distinct, got {names}")
 
 
-_COUNT_CHUNK = 1 << 24  # voxels per np.bincount call: it casts its input to int64 (8 bytes a voxel)
+_COUNT_CHUNK = 1 << 22  # voxels per np.bincount call: it casts its input to int64 (8 bytes a voxel: 32 MiB)
 
 
 def label_counts(voxels: np.ndarray, minlength: int = 256) -> np.ndarray:
-    """Voxels per label value of an unsigned-integer label array (any shape): ``np.bincount`` taken in chunks of
-    16 M voxels, because ``np.bincount`` makes an int64 copy of its input (2 GiB for a 512 x 512 x 1000 uint8 map)."""
+    """Voxels per label value of a non-negative integer label array (any shape): ``np.bincount`` taken in chunks
+    of 4 M voxels, because ``np.bincount`` makes an int64 copy of its input (2 GiB for a 512 x 512 x 1000 map)."""
     flat = voxels.reshape(-1)
     counts = np.zeros(minlength, dtype=np.int64)
     for start in range(0, flat.size, _COUNT_CHUNK):
