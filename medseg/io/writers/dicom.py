@@ -35,8 +35,8 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import highdicom as hd
 import numpy as np
 import pydicom.config
 import SimpleITK as sitk
@@ -52,6 +52,9 @@ from medseg import __version__
 from medseg.io.files import atomic_path
 from medseg.io.writers.geometry import check_source_references, ijk_to_lps, label_array, source_slice_indices
 from medseg.io.writers.labels import ANATOMICAL_STRUCTURE, LabelInfo, check_label_table, present_labels
+
+if TYPE_CHECKING:  # highdicom takes 0.6 s to import: only a DICOM output loads it
+    import highdicom as hd
 
 # Type-2 attributes of the Patient and General Study modules (PS3.3 C.7.1.1, C.7.2.1) that a derived object copies.
 TYPE2_PATIENT_STUDY = (
@@ -107,6 +110,8 @@ SEGMENTATION_TYPES = ("BINARY", "LABELMAP")
 def segment_description(segment_number: int, info: LabelInfo) -> hd.seg.SegmentDescription:
     """A highdicom segment description for one label: name, codes (laterality as a type modifier), colour, and
     medseg as the automatic algorithm that made it."""
+    import highdicom as hd
+
     description = hd.seg.SegmentDescription(
         segment_number=segment_number,
         segment_label=info.name[:64],  # LO
@@ -157,6 +162,8 @@ def write_dicom_seg(
 
     ``source_images`` are not modified.
     """
+    import highdicom as hd
+
     if segmentation_type not in SEGMENTATION_TYPES:
         raise ValueError(f"segmentation_type must be one of {SEGMENTATION_TYPES}, got {segmentation_type!r}")
     path = Path(path)
