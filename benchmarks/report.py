@@ -572,6 +572,10 @@ def _floor(section: Mapping[str, Any], title: str, note: str) -> list[str]:
                 _num(result.get("reference_over_floor"), suffix="x"),
                 _num(result.get("speedup"), suffix="x"),
                 f"{floor_mem} / {medseg_mem} / {ref_mem}",
+                _num(result.get("memory_ratio"), suffix="x"),
+                f"{_num(_median(result.get('medseg'), 'process_seconds'))} / "
+                f"{_num(_median(result.get('reference'), 'process_seconds'))}",
+                _num(result.get("process_speedup"), suffix="x"),
                 ", ".join(f"{k} {_num(v)}" for k, v in stages.items()),
             ]
         )
@@ -584,6 +588,9 @@ def _floor(section: Mapping[str, Any], title: str, note: str) -> list[str]:
         "stock / floor",
         "speedup",
         "peak MiB floor / medseg / stock",
+        "peak medseg / stock",
+        "whole process s medseg / stock",
+        "whole-process speedup",
         "medseg stages (s)",
     ]
     lines += _table(header, rows)
