@@ -21,8 +21,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medseg.config import BUNDLE_ENV, REPO_ROOT
-from medseg.inference.bundle import file_sha256
+from medseg.config import REPO_ROOT
+from medseg.inference.bundle import BUNDLE_ENV, file_sha256
 
 SHIPPED_WEIGHTS = REPO_ROOT / "bundles" / "ct_unet" / "models" / "model.pt"
 
