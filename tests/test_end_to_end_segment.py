@@ -225,8 +225,11 @@ def test_a_corrupt_case_among_good_ones(
 
 @pytest.mark.slow
 def test_512x512x1000_ct_in_bounded_memory(bundle: Path, tmp_path: Path) -> None:
-    """A 512 x 512 x 1000 int16 CT (0.8 x 0.8 x 1 mm) through the whole command in a child process; its peak
-    resident memory must leave room on a 24 GB machine. The peak and the stage times are printed for the record."""
+    """A 512 x 512 x 1000 int16 CT (0.8 x 0.8 x 1 mm) through the whole command in a child process, every output
+    but the DICOM ones: the case's peak resident memory (the child's own ``VmHWM``, reset when the case starts, so
+    the interpreter, torch and the network count, the test process does not) within issue 13's 2 GiB. The random
+    network labels noise across the whole scan, the worst case for the label map's postprocessing. The peaks and the
+    stage times are printed for the record."""
     source = tmp_path / "in"
     source.mkdir()
     image = body_phantom(size_xyz=(512, 512, 1000), spacing=(0.8, 0.8, 1.0), origin=(-204.0, -204.0, -900.0))
@@ -239,6 +242,9 @@ def test_512x512x1000_ct_in_bounded_memory(bundle: Path, tmp_path: Path) -> None
     print(
         f"512x512x1000: child peak RSS {peak_mib:.0f} MiB, per-case peak {record.peak_memory_mb} MiB, {record.seconds}"
     )
-    assert peak_mib < 12 * 1024  # the volume itself is 0.5 GiB int16; 8 float classes at full size would be 8 GiB
+    # The volume itself is 0.5 GiB int16 and its label map 0.25 GiB; 8 float classes at full size would be 8 GiB.
+    assert record.peak_memory_mb is not None and record.peak_memory_mb < 2048
+    # ru_maxrss of a child also counts what it inherited from this process before its exec: a looser bound.
+    assert peak_mib < 3 * 1024
     assert record.size == [512, 512, 1000]
     assert_same_grid(tmp_path / "out" / "big" / "big_seg.nii.gz", sitk.ReadImage(str(source / "big.nii")))

@@ -1,16 +1,17 @@
 """Clean a predicted label map: per organ, keep the largest connected component, and drop what is below a volume.
 
 Per organ, on its bounding box only (found for all organs in one pass by ``scipy.ndimage.find_objects``, so a
-full-resolution CT costs organ-sized crops, not one full-size mask per organ): :func:`largest_component` (MONAI's
-``KeepLargestConnectedComponent`` with int32 component labels), then the organ is removed entirely when that
-component is below ``min_component_ml`` (for an organ outside the field of view the network tends to leave a speck,
-and a speck is not an organ). Without ``keep_largest``, MONAI's :class:`~monai.transforms.RemoveSmallObjects`
-(``by_measure``, mm³) drops every component below the volume instead. Connectivity is full (26-neighbour in 3D)
-in both, so a diagonal bridge joins two blobs.
+full-resolution CT costs organ-sized crops, not one full-size mask per organ): the largest component (MONAI's
+``KeepLargestConnectedComponent``, with int32 component labels taken in slabs of a bounded size), then the organ
+is removed entirely when that component is below ``min_component_ml`` (for an organ outside the field of view the
+network tends to leave a speck, and a speck is not an organ). Without ``keep_largest``, MONAI's
+:class:`~monai.transforms.RemoveSmallObjects` (``by_measure``, mm³) drops every component below the volume
+instead. Connectivity is full (26-neighbour in 3D) in both, so a diagonal bridge joins two blobs.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterable, Sequence
 
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 from monai.transforms import RemoveSmallObjects
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 # DEFAULT_MIN_COMPONENT_ML (0.1 ml): components smaller are noise for the head-and-neck organs (the smallest,
 # Esophagus, is ~3 mL).
@@ -25,50 +28,97 @@ from medseg.inference.options import DEFAULT_MIN_COMPONENT_ML
 from medseg.io.writers.labels import label_counts
 
 
-def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The full-connectivity components of a boolean ``mask`` (int32 labels, 0 outside it) and each one's voxel
-    count (``sizes[0]`` set to 0), counted in chunks (:func:`medseg.io.writers.labels.label_counts`: a plain
-    ``np.bincount`` would make an int64 copy of the labels, 8 bytes a voxel)."""
-    components, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool), output=np.int32)
-    sizes = label_counts(components, minlength=int(count) + 1)
-    sizes[0] = 0
-    return components, sizes
+# Voxels labelled at a time when an organ's box is cut into slabs (5 bytes each: its mask and int32 labels): an
+# organ whose box spans a 512 x 512 x 1000 CT (a poor prediction) costs 320 MiB of temporaries, not 1.25 GiB.
+_SLAB_VOXELS = 1 << 26
+
+
+def _slab_components(crop: np.ndarray, value: int, start: int, stop: int) -> tuple[np.ndarray, int]:
+    """Full-connectivity components (int32 labels, 0 outside) of ``value`` in ``crop[start:stop]``."""
+    structure = np.ones((3,) * crop.ndim, dtype=bool)
+    components, count = ndimage.label(crop[start:stop] == value, structure=structure, output=np.int32)
+    return components, int(count)
+
+
+def _touching_pairs(previous: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """``(2, n)`` pairs of component ids that touch across a slab boundary: ``previous`` is the last plane of one
+    slab, ``first`` the first plane of the next (ids, 0 outside), full connectivity (every in-plane offset of -1,
+    0 or 1 per axis)."""
+    pairs = []
+    for offset in itertools.product((-1, 0, 1), repeat=first.ndim):
+        here = tuple(slice(max(d, 0), n + min(d, 0)) for d, n in zip(offset, first.shape, strict=True))
+        there = tuple(slice(max(-d, 0), n + min(-d, 0)) for d, n in zip(offset, first.shape, strict=True))
+        a, b = previous[here], first[there]
+        both = (a > 0) & (b > 0)
+        pairs.append(np.stack([a[both], b[both]]))
+    return np.concatenate(pairs, axis=1)
+
+
+def _drop_outside_largest(crop: np.ndarray, value: int, min_voxels: float = 0.0) -> int:
+    """Set to 0, in ``crop`` (a label array or a view of one, modified in place), the voxels of ``value`` outside its
+    largest full-connectivity component (the first in index order on a tie, as ``scipy.ndimage.label`` numbers
+    them), or all of them when that component has fewer than ``min_voxels``; returns how many were set to 0.
+
+    Labelled in slabs along the first axis of about :data:`_SLAB_VOXELS` voxels (one slab for most organs):
+    ``scipy.ndimage.label`` per slab, the components that touch across slab boundaries joined with
+    ``scipy.sparse.csgraph.connected_components``, then, when there is more than one slab, each slab labelled again
+    to clear what is not kept. Component ids grow in index order (slab by slab, and in each slab as ``label`` numbers
+    them), and a joined component's first voxel is its smallest id, so the tie rule is that of one ``label`` call
+    over the whole crop.
+    """
+    depth = max(1, _SLAB_VOXELS // max(1, int(np.prod(crop.shape[1:]))))
+    slabs = [(start, min(start + depth, crop.shape[0])) for start in range(0, crop.shape[0], depth)]
+    sizes, pairs, offsets = [], [], []
+    total, previous = 0, None
+    kept_components: np.ndarray | None = None  # one slab: its labels serve the clearing pass too
+    for start, stop in slabs:
+        components, count = _slab_components(crop, value, start, stop)
+        sizes.append(label_counts(components, minlength=count + 1)[1:])
+        if previous is not None:
+            pairs.append(_touching_pairs(previous, np.where(components[0] > 0, components[0] + total, 0)))
+        previous = np.where(components[-1] > 0, components[-1] + total, 0)
+        offsets.append(total)
+        total += count
+        kept_components = components if len(slabs) == 1 else None
+        del components
+    if total == 0:
+        return 0
+    size = np.concatenate(sizes)
+    edges = np.concatenate(pairs, axis=1) - 1 if pairs else np.zeros((2, 0), dtype=np.int64)
+    graph = coo_matrix((np.ones(edges.shape[1], dtype=np.int8), (edges[0], edges[1])), shape=(total, total))
+    _, joined = connected_components(graph, directed=False)  # numbered by smallest member id
+    joined_sizes = np.zeros(int(joined.max()) + 1, dtype=np.int64)
+    np.add.at(joined_sizes, joined, size)
+    keep = int(joined_sizes.argmax())
+    if joined_sizes[keep] < min_voxels:
+        keep = -1  # the organ is a speck: every component goes
+    removed = int(joined_sizes.sum() - (joined_sizes[keep] if keep >= 0 else 0))
+    if not removed:
+        return 0
+    for (start, stop), offset, slab_sizes in zip(slabs, offsets, sizes, strict=True):
+        dropped = np.zeros(slab_sizes.size + 1, dtype=bool)
+        dropped[1:] = joined[offset : offset + slab_sizes.size] != keep
+        if not dropped.any():
+            continue  # every component of this slab is kept
+        if kept_components is not None:
+            components = kept_components
+        else:
+            components, _ = _slab_components(crop, value, start, stop)
+        crop[start:stop][dropped[components]] = 0
+        del components
+    return removed
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest full-connectivity component of a boolean ``mask`` (the first one found on a tie), as a new mask.
 
-    What MONAI's ``KeepLargestConnectedComponent(connectivity=ndim)`` computes, with the component labelling held in
-    int32 (scikit-image's labels, behind MONAI's transform, are int64, plus a uint8 copy of the input): on a
-    512 x 512 x 1000 CT where an organ's box spans the scan that is the difference between about 2 GiB and 1 GiB.
+    What MONAI's ``KeepLargestConnectedComponent(connectivity=ndim)`` computes (scikit-image's int64 labels, plus a
+    uint8 copy of the input), here with int32 labels taken slab by slab (:func:`_drop_outside_largest`).
     """
-    components, sizes = _components(mask)
-    if sizes.size <= 2:  # one component, or none
-        return mask.copy()
-    kept: np.ndarray = components == int(sizes.argmax())
+    labels = mask.astype(np.uint8)
+    _drop_outside_largest(labels, 1)
+    kept: np.ndarray = labels.astype(bool)
     return kept
-
-
-def _keep_largest(crop: np.ndarray, value: int, min_voxels: float) -> int:
-    """Set to 0, in ``crop`` (a label array or a view of one), the voxels of ``value`` outside its largest component
-    (:func:`largest_component`), or all of them when that component has fewer than ``min_voxels``; returns how many
-    were set to 0.
-
-    Beside ``crop`` it holds 5 bytes a voxel: the organ's mask, whose buffer then takes the voxels to drop, and the
-    int32 component labels."""
-    mask = crop == value
-    components, sizes = _components(mask)
-    keep = int(sizes.argmax())
-    if sizes[keep] < min_voxels:
-        keep = 0  # the organ is a speck: every component goes
-    drop = np.not_equal(components, keep, out=mask)  # mask's buffer reused: no other full-size temporary
-    if keep:
-        np.logical_and(drop, components, out=drop)  # and inside the organ
-    del components
-    removed = int(sizes.sum() - sizes[keep])
-    if removed:
-        crop[drop] = 0
-    return removed
 
 
 def clean_label_map(
@@ -113,7 +163,7 @@ def clean_label_map(
         if keep_largest:
             # One connected-component labelling per organ: after it the organ is one component, so the volume
             # threshold is a voxel count.
-            count = _keep_largest(crop, value, min_voxels)
+            count = _drop_outside_largest(crop, value, min_voxels)
             if count:
                 removed[value] = count
             continue
