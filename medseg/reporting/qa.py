@@ -78,12 +78,14 @@ def _face_names(direction: np.ndarray) -> list[tuple[str, str]]:
     return names
 
 
-def touching_faces(mask: np.ndarray, direction: np.ndarray) -> list[str]:
+def touching_faces(mask: np.ndarray, direction: np.ndarray, value: int | None = None) -> list[str]:
     """Anatomical names of the scan faces a binary mask reaches.
 
     Args:
-        mask: bool array (z, y, x).
+        mask: bool array (z, y, x); or, with ``value``, a label array whose voxels equal to ``value`` are the mask
+            (compared on the six faces only, not on the whole volume).
         direction: 3x3 ITK direction matrix (columns = x, y, z axis directions in LPS).
+        value: see ``mask``.
     """
     faces = _face_names(direction)
     touched = []
@@ -91,8 +93,10 @@ def touching_faces(mask: np.ndarray, direction: np.ndarray) -> list[str]:
         axis_array = 2 - axis_xyz  # numpy (z, y, x)
         if mask.shape[axis_array] == 0:
             continue
-        low = np.take(mask, 0, axis=axis_array).any()
-        high = np.take(mask, mask.shape[axis_array] - 1, axis=axis_array).any()
+        low_face = np.take(mask, 0, axis=axis_array)
+        high_face = np.take(mask, mask.shape[axis_array] - 1, axis=axis_array)
+        low = (low_face if value is None else low_face == value).any()
+        high = (high_face if value is None else high_face == value).any()
         if low:
             touched.append(faces[axis_xyz][0])
         if high:
@@ -106,6 +110,7 @@ def qa_flags(
     expected: Mapping[str, ExpectedVolume] | None = None,
     geometry_repairs: Sequence[str] = (),
     fence: float = FAR_OUT_FENCE,
+    volumes_ml: Mapping[int, float] | None = None,
 ) -> list[QAFlag]:
     """QA flags of one segmented case (see the module notes).
 
@@ -116,9 +121,11 @@ def qa_flags(
             volume check. ``None``: no volume checks.
         geometry_repairs: what the reader changed to make the geometry usable, one sentence each.
         fence: Tukey fence multiplier (3 = "far out").
+        volumes_ml: ``{label value: mL}`` of ``labels`` (:func:`medseg.reporting.volumes.image_volumes_ml`) when
+            the caller has them; else counted here.
     """
     flags = [QAFlag("geometry_repaired", None, repair) for repair in geometry_repairs]
-    volumes = image_volumes_ml(labels, label_names)
+    volumes = image_volumes_ml(labels, label_names) if volumes_ml is None else volumes_ml
     voxels = sitk.GetArrayViewFromImage(labels)
     direction = np.asarray(labels.GetDirection(), dtype=float).reshape(3, 3)
     for value, name in sorted(label_names.items()):
@@ -126,7 +133,7 @@ def qa_flags(
         if volume == 0.0:
             flags.append(QAFlag("missing", name, "no voxel has this label"))
             continue
-        faces = touching_faces(voxels == value, direction)
+        faces = touching_faces(voxels, direction, value=value)
         if faces:
             flags.append(QAFlag("touches_border", name, f"reaches the {', '.join(faces)} border of the scan"))
         if expected and name in expected:

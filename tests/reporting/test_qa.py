@@ -8,6 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from medseg.reporting.qa import OPENKBP_VOLUMES, ExpectedVolume, QAFlag, qa_flags, touching_faces
+from medseg.reporting.volumes import image_volumes_ml
 
 NAMES = {1: "Brainstem", 2: "SpinalCord", 3: "Larynx"}
 
@@ -51,6 +52,21 @@ def test_border_faces_follow_the_direction() -> None:
     # Axes permuted (sagittal slices): image x is anterior-posterior.
     permuted = np.array([[0, 0, 1], [1, 0, 0], [0, -1, 0]], dtype=float)  # columns: x->P, y->I, z->L
     assert touching_faces(mask, permuted) == ["posterior", "right"]
+    # A label array and a value: the same faces as the value's mask, and none for another value.
+    labels = mask.astype(np.uint8) * 3
+    labels[1, 1, 1] = 5  # inside: touches nothing
+    for direction in (np.eye(3), np.diag([-1.0, 1.0, -1.0]), permuted):
+        assert touching_faces(labels, direction, value=3) == touching_faces(labels == 3, direction)
+    assert touching_faces(labels, np.eye(3), value=5) == []
+
+
+def test_volumes_passed_in_are_used_instead_of_counted() -> None:
+    counted = qa_flags(_labels(), {1: "Brainstem"})
+    assert qa_flags(_labels(), {1: "Brainstem"}, volumes_ml={1: 0.0}) == [
+        QAFlag("missing", "Brainstem", "no voxel has this label")
+    ]
+    volumes = image_volumes_ml(_labels(), {1: "Brainstem"})
+    assert qa_flags(_labels(), {1: "Brainstem"}, volumes_ml=volumes) == counted
 
 
 def test_fences_and_validation() -> None:
