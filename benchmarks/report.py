@@ -601,13 +601,20 @@ def _floor(section: Mapping[str, Any], title: str, note: str) -> list[str]:
 
 
 def _batch(section: Mapping[str, Any]) -> list[str]:
-    """Per case in a batch and whole-process time, both sides."""
+    """Per case in a batch and whole-process time: medseg at fp32 (and at ``--precision auto`` where that is not
+    fp32 here) beside the stock chain."""
     rows = []
-    for side, label in (("medseg", "medseg"), ("reference", "stock chain")):
-        summary = section.get(side) or {}
-        if not summary.get("ok"):
-            rows.append([label, str((summary.get("errors") or ["not run"])[0]), "", "", "", ""])
+    sides = (("medseg", "medseg fp32"), ("medseg_auto", "medseg auto"), ("reference", "stock chain"))
+    for side, label in sides:
+        if side not in section:
             continue
+        summary = section.get(side) or {}
+        if side != "reference" and summary.get("precision"):
+            label = f"{label} (ran {summary['precision']})"
+        if not summary.get("ok"):
+            rows.append([label, str((summary.get("errors") or ["not run"])[0]), "", "", "", "", ""])
+            continue
+        stages = summary.get("stages_median_seconds") or {}
         rows.append(
             [
                 label,
@@ -616,6 +623,7 @@ def _batch(section: Mapping[str, Any]) -> list[str]:
                 _num(_median(summary, "process_seconds")),
                 _num(_median(summary, "setup_seconds")),
                 _num(_median(summary, "peak_rss_mib"), 0),
+                ", ".join(f"{k} {_num(v)}" for k, v in stages.items()) or "n/a",
             ]
         )
     lines = [
@@ -623,17 +631,24 @@ def _batch(section: Mapping[str, Any]) -> list[str]:
         "",
         "Each side segments the same cases in one fresh process (network and transforms loaded once): the median of "
         "the cases' own seconds, all cases together, and the whole process from spawn to exit (interpreter, imports, "
-        "set-up, every case).",
+        "set-up, every case). medseg runs at its default fp32 (exact; what a CPU without bfloat16 hardware runs) and, "
+        "where this CPU has bfloat16 hardware, also at `--precision auto`.",
         "",
     ]
-    lines += _table(["side", "per case s (median)", "all cases s", "whole process s", "set-up s", "peak MiB"], rows)
+    header = ["side", "per case s (median)", "all cases s", "whole process s", "set-up s", "peak MiB", "stages (s)"]
+    lines += _table(header, rows)
     lines += [
-        f"Per case: {_num(section.get('per_case_speedup'), suffix='x')} the stock chain's speed; whole process: "
-        f"{_num(section.get('process_speedup'), suffix='x')}; peak memory "
+        f"medseg fp32 per case: {_num(section.get('per_case_speedup'), suffix='x')} the stock chain's speed; whole "
+        f"process: {_num(section.get('process_speedup'), suffix='x')}; peak memory "
         f"{_num(section.get('memory_ratio'), suffix='x')}.",
-        "",
     ]
-    return lines
+    if "medseg_auto" in section:
+        lines += [
+            f"medseg auto per case: {_num(section.get('per_case_speedup_auto'), suffix='x')}; whole process: "
+            f"{_num(section.get('process_speedup_auto'), suffix='x')}; peak memory "
+            f"{_num(section.get('memory_ratio_auto'), suffix='x')}.",
+        ]
+    return [*lines, ""]
 
 
 def render_markdown(results: Mapping[str, Any], scaling_png: str | None = None) -> str:

@@ -99,20 +99,23 @@ def _with_stages(summary: dict[str, Any], runs: Sequence[Mapping[str, Any]]) -> 
     return summary
 
 
-def medseg_batch_task(images: Sequence[str], output_dir: str, model_file: str, bundle: str) -> dict[str, Any]:
-    """Harness task: medseg's batch job over ``images`` in one process (Segmenter loaded once, each case through
-    ``BatchSegmenter.run_case``, the NIfTI label map written); each case's seconds."""
+def medseg_batch_task(
+    images: Sequence[str], output_dir: str, model_file: str, bundle: str, precision: str = "fp32"
+) -> dict[str, Any]:
+    """Harness task: medseg's batch job over ``images`` in one process at ``precision`` (Segmenter loaded once, each
+    case through ``BatchSegmenter.run_case``, the NIfTI label map written); each case's seconds and stages, the
+    precision that ran (``auto`` resolved) and the network path chosen."""
     from medseg.inference import Segmenter, discover_cases
     from medseg.inference.batch import BatchSegmenter
 
     tick = time.perf_counter()
-    segmenter = Segmenter(bundle, device="cpu", model_file=model_file, progress=False)
+    segmenter = Segmenter(bundle, device="cpu", model_file=model_file, progress=False, precision=precision)
     batch = BatchSegmenter(
         segmenter, Path(output_dir), formats=("nifti",), overwrite=True, progress=False, echo=lambda line: None
     )
     setup_seconds = time.perf_counter() - tick
     start = start_measuring()
-    per_case = []
+    per_case, stages = [], []
     for image in images:
         (case,) = discover_cases(image)
         tick = time.perf_counter()
@@ -120,7 +123,15 @@ def medseg_batch_task(images: Sequence[str], output_dir: str, model_file: str, b
         per_case.append(time.perf_counter() - tick)
         if record.status != "ok":
             raise RuntimeError(f"medseg failed on {image}: {record.error}")
-    return {"seconds": time.perf_counter() - start, "setup_seconds": setup_seconds, "per_case_seconds": per_case}
+        stages.append(dict(record.seconds))
+    return {
+        "seconds": time.perf_counter() - start,
+        "setup_seconds": setup_seconds,
+        "per_case_seconds": per_case,
+        "per_case_stages": stages,
+        "precision": segmenter.precision,
+        "network_path": segmenter.network_path.why,
+    }
 
 
 def reference_batch_task(images: Sequence[str], output_dir: str, model_file: str, bundle: str) -> dict[str, Any]:
@@ -143,6 +154,19 @@ def reference_batch_task(images: Sequence[str], output_dir: str, model_file: str
     return {"seconds": time.perf_counter() - start, "setup_seconds": setup_seconds, "per_case_seconds": per_case}
 
 
+def auto_differs_from_fp32() -> bool:
+    """Whether medseg's ``--precision auto`` runs something other than fp32 on this CPU (bfloat16 hardware)."""
+    from medseg.networks.factory import check_precision
+
+    return check_precision("auto", "cpu") != "fp32"
+
+
+# The batch's sides: medseg at its default fp32 (the exact path, and the one that holds on a CPU without bfloat16
+# hardware, such as the AVX2-only reference machine of issue 13), medseg at ``--precision auto`` (only where it is
+# not fp32 here), and the stock chain.
+BATCH_SIDES = ("medseg", "medseg_auto", "reference")
+
+
 def run_batch(
     images: Sequence[str],
     model_file: str,
@@ -150,16 +174,31 @@ def run_batch(
     repetitions: int,
     bundle: str = DEFAULT_BUNDLE,
     timeout_s: float = 3600.0,
+    with_auto: bool | None = None,
 ) -> dict[str, Any]:
-    """Both sides over the same ``images`` (one process per side and repetition, interleaved): median seconds
-    per case in the batch, whole-process wall time (spawn to exit), and their ratios."""
-    runs: dict[str, list[dict[str, Any]]] = {"medseg": [], "reference": []}
-    tasks = {"medseg": medseg_batch_task, "reference": reference_batch_task}
+    """All sides over the same ``images`` (one process per side and repetition, interleaved): median seconds
+    per case in the batch, whole-process wall time (spawn to exit), their ratios to the stock chain, and medseg's
+    median stage seconds over all cases. ``with_auto``: run the ``medseg_auto`` side (default: where ``auto`` is
+    not fp32 on this CPU)."""
+    if with_auto is None:
+        with_auto = auto_differs_from_fp32()
+    sides = [side for side in BATCH_SIDES if with_auto or side != "medseg_auto"]
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     for repetition in range(repetitions):
-        for side, task in tasks.items():
+        for side in sides:
             out = work_dir / "batch" / f"{side}-{repetition}"
             shutil.rmtree(out, ignore_errors=True)
-            kwargs = {"images": list(images), "output_dir": str(out), "model_file": model_file, "bundle": bundle}
+            kwargs: dict[str, Any] = {
+                "images": list(images),
+                "output_dir": str(out),
+                "model_file": model_file,
+                "bundle": bundle,
+            }
+            if side == "reference":
+                task: Any = reference_batch_task
+            else:
+                task = medseg_batch_task
+                kwargs["precision"] = "auto" if side == "medseg_auto" else "fp32"
             result = run_fresh(task, kwargs, timeout_s)
             shutil.rmtree(out, ignore_errors=True)
             if result["ok"]:
@@ -175,16 +214,30 @@ def run_batch(
             log(f"batch of {len(images)} {side} #{repetition + 1}/{repetitions}: {shown}")
     keys = ("per_case_median_seconds", "process_seconds", "seconds", "setup_seconds", "peak_rss_mib")
     summaries = {side: summarize(side_runs, keys) for side, side_runs in runs.items()}
-    return {
-        "cases": len(images),
-        "inputs": list(images),
-        **summaries,
-        "per_case_speedup": ratio(
-            median_of(runs["reference"], "per_case_median_seconds"),
-            median_of(runs["medseg"], "per_case_median_seconds"),
-        ),
-        "process_speedup": ratio(
-            median_of(runs["reference"], "process_seconds"), median_of(runs["medseg"], "process_seconds")
-        ),
-        "memory_ratio": ratio(median_of(runs["medseg"], "peak_rss_mib"), median_of(runs["reference"], "peak_rss_mib")),
-    }
+    reference = runs["reference"]
+    result: dict[str, Any] = {"cases": len(images), "inputs": list(images), **summaries}
+    for side in sides:
+        if side == "reference":
+            continue
+        suffix = "" if side == "medseg" else "_auto"
+        done = [run for run in runs[side] if run.get("ok")]
+        summaries[side]["precision"] = done[0]["precision"] if done else None
+        summaries[side]["network_path"] = done[0]["network_path"] if done else None
+        summaries[side]["stages_median_seconds"] = _case_stages(done)
+        result[f"per_case_speedup{suffix}"] = ratio(
+            median_of(reference, "per_case_median_seconds"), median_of(runs[side], "per_case_median_seconds")
+        )
+        result[f"process_speedup{suffix}"] = ratio(
+            median_of(reference, "process_seconds"), median_of(runs[side], "process_seconds")
+        )
+        result[f"memory_ratio{suffix}"] = ratio(
+            median_of(runs[side], "peak_rss_mib"), median_of(reference, "peak_rss_mib")
+        )
+    return result
+
+
+def _case_stages(runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Median seconds per stage over every case of every run."""
+    cases = [stages for run in runs for stages in run.get("per_case_stages", [])]
+    names = sorted({name for stages in cases for name in stages})
+    return {name: statistics.median(stages.get(name, 0.0) for stages in cases) for name in names}

@@ -354,6 +354,7 @@ class BatchSegmenter:
             names,
             expected=self.expected or None,
             geometry_repairs=scan.warnings if scan.repaired else (),
+            volumes_ml=volumes,
         )
         if not scan.repaired:
             flags += [QAFlag("reader_warning", None, warning) for warning in scan.warnings]

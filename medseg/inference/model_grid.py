@@ -375,14 +375,33 @@ def covered_box(
     return box[0], box[1], box[2]
 
 
-def foreground_box(scores: torch.Tensor) -> list[tuple[int, int]] | None:
+def class_argmax(values: torch.Tensor) -> torch.Tensor:
+    """The argmax over the leading (class) axis of ``values`` ``(C, *rest)`` as uint8 (C <= 256), ties to the lower
+    class as ``torch.argmax`` breaks them: a running maximum over the classes, one pass per class over contiguous
+    memory, about ten times faster than ``argmax(dim=0)`` (which strides across the classes voxel by voxel)."""
+    channels = int(values.shape[0])
+    if channels > 256:
+        raise ValueError(f"a uint8 label map holds at most 256 classes, got {channels}")
+    best = values[0].clone()
+    chosen = torch.zeros(values.shape[1:], dtype=torch.uint8, device=values.device)
+    for channel in range(1, channels):
+        better = values[channel] > best
+        torch.maximum(best, values[channel], out=best)
+        chosen.masked_fill_(better, channel)
+    return chosen
+
+
+def foreground_box(scores: torch.Tensor, model_labels: torch.Tensor | None = None) -> list[tuple[int, int]] | None:
     """Index ranges [start, stop) per spatial axis of the model-grid voxels that are not background: argmax over
-    channels > 0 (C > 1) or label > 0 (C = 1); ``None`` when there is none.
+    channels > 0 (C > 1) or label > 0 (C = 1); ``None`` when there is none. ``model_labels``: that argmax, when the
+    caller has it already.
 
     Only scan voxels near these can get a label: a trilinear mix of probability vectors that all have their
     maximum at background has its maximum at background too, and nearest sampling copies a model voxel.
     """
-    labels = scores.argmax(dim=0) if scores.shape[0] > 1 else scores[0]
+    labels = model_labels
+    if labels is None:
+        labels = class_argmax(scores) if scores.shape[0] > 1 else scores[0]
     nonzero = labels != 0
     if not bool(nonzero.any()):
         return None
@@ -405,7 +424,11 @@ Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
 
 def labelled_scan_box(
-    scores: torch.Tensor, model_affine: np.ndarray | torch.Tensor, grid_affine: np.ndarray, grid_size: Sequence[int]
+    scores: torch.Tensor,
+    model_affine: np.ndarray | torch.Tensor,
+    grid_affine: np.ndarray,
+    grid_size: Sequence[int],
+    model_labels: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray, Box | None]:
     """Where on the scan grid a non-background label can land: both affines as float64 arrays, and the index ranges
     [start, stop) along the scan's x, y, z reached by the model grid's non-background voxels (:func:`foreground_box`,
@@ -415,13 +438,14 @@ def labelled_scan_box(
         scores: ``(C, X', Y', Z')`` on the model grid, as for :func:`labels_on_grid`.
         model_affine, grid_affine: 4x4 voxel-to-world matrices of the model grid and the scan grid.
         grid_size: (X, Y, Z) size of the scan grid.
+        model_labels: the argmax of ``scores`` over classes, when the caller has it (:func:`class_argmax`).
     """
     model_affine_np = np.asarray(
         model_affine.detach().cpu().numpy() if isinstance(model_affine, torch.Tensor) else model_affine,
         dtype=np.float64,
     )
     grid_affine_np = np.asarray(grid_affine, dtype=np.float64)
-    foreground = foreground_box(scores)
+    foreground = foreground_box(scores, model_labels)
     if foreground is None:
         return model_affine_np, grid_affine_np, None
     starts = [start for start, _ in foreground]
@@ -492,13 +516,7 @@ def _trilinear_argmax(scores: torch.Tensor, points: np.ndarray) -> np.ndarray:
         values = torch.nn.functional.grid_sample(
             scores[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )[0, :, 0, 0]  # (C, n)
-        # A running maximum over the classes: torch's argmax along the short leading axis is several times slower.
-        best = values[0].clone()
-        chosen = torch.zeros(values.shape[1], dtype=torch.uint8)
-        for channel in range(1, channels):
-            better = values[channel] > best
-            best = torch.where(better, values[channel], best)
-            chosen[better] = channel
+        chosen = class_argmax(values)
         labels[start : start + len(chosen)] = chosen.numpy()
     return labels
 
@@ -546,11 +564,12 @@ def labels_on_grid(
     size_x, size_y, size_z = (int(n) for n in grid_size)
     labels = np.zeros((size_z, size_y, size_x), dtype=np.uint8)
     probabilities = scores.detach().float().cpu().contiguous()
-    model_np, grid_np, box = labelled_scan_box(probabilities, model_affine, grid_affine, grid_size)
+    model_labels = class_argmax(probabilities)
+    model_np, grid_np, box = labelled_scan_box(probabilities, model_affine, grid_affine, grid_size, model_labels)
     if box is None:  # every reachable model voxel is background: so is every scan voxel (convexity)
         return labels
     (x0, x1), (y0, y1), (z0, z1) = box
-    cells = uniform_cells(probabilities.argmax(dim=0).to(torch.uint8).numpy())
+    cells = uniform_cells(model_labels.numpy())
     model_sizes = [int(n) for n in probabilities.shape[1:]]
     to_model = np.linalg.solve(model_np, grid_np)  # scan voxel (x, y, z, 1) -> continuous model index
     linear, offset = to_model[:3, :3], to_model[:3, 3]
@@ -640,8 +659,9 @@ def labels_on_grid_resampled(
             stop = min(start + slab, z1)
             dst_affine = torch.as_tensor(_translate(grid_affine_np, (x0, y0, start)))
             slab_size = (x1 - x0, y1 - y0, stop - start)
-            values = torch.as_tensor(resample(source, dst_affine=dst_affine, spatial_size=slab_size))
-            slab_labels = values.argmax(dim=0) if channels > 1 else values[0].round()
+            resampled = resample(source, dst_affine=dst_affine, spatial_size=slab_size)
+            values = resampled.as_tensor() if isinstance(resampled, MetaTensor) else torch.as_tensor(resampled)
+            slab_labels = class_argmax(values) if channels > 1 else values[0].round()
             if inside_model is not None:
                 weight = torch.as_tensor(coverage(inside_model, dst_affine=dst_affine, spatial_size=slab_size))
                 slab_labels = torch.where(weight[0] > 0, slab_labels, torch.zeros_like(slab_labels))

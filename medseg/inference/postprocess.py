@@ -27,7 +27,6 @@ from scipy.sparse.csgraph import connected_components
 from medseg.inference.options import DEFAULT_MIN_COMPONENT_ML
 from medseg.io.writers.labels import label_counts
 
-
 # Voxels labelled at a time when an organ's box is cut into slabs (5 bytes each: its mask and int32 labels): an
 # organ whose box spans a 512 x 512 x 1000 CT (a poor prediction) costs 320 MiB of temporaries, not 1.25 GiB.
 _SLAB_VOXELS = 1 << 26

@@ -86,7 +86,7 @@ from medseg.inference.bundle import (
     read_metadata,
     resolve_bundle,
 )
-from medseg.inference.model_grid import StreamedScanChain, labels_on_grid, streamed_scan_chain
+from medseg.inference.model_grid import StreamedScanChain, class_argmax, labels_on_grid, streamed_scan_chain
 from medseg.inference.options import INVERSIONS, Inversion, SegmentOptions
 from medseg.inference.postprocess import clean_label_map
 from medseg.io.geometry import ras_affine
@@ -461,7 +461,7 @@ class Segmenter:
         scores, model_affine = self._unpadded(scores, image)
         if self.options.inversion == "slabs":
             return labels_on_grid(scores, model_affine, ras_affine(scan.image), grid_size)
-        model_labels = scores.argmax(dim=0, keepdim=True).to(torch.float32)
+        model_labels = class_argmax(scores)[None].to(torch.float32)
         del scores
         return labels_on_grid(model_labels, model_affine, ras_affine(scan.image), grid_size, interpolation="nearest")
 

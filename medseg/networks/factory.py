@@ -33,7 +33,15 @@ Measured on the project's benchmark CPU (AMD EPYC Zen 4, 2 cores, ``avx512_bf16`
 channels-last 1.05x, window batch 2 1.27x, bf16 2.59x, all with identical fp32 masks except bf16 (lowest class Dice
 0.995); ``benchmarks/network.py``'s row ``medseg_cpu_default`` measures the combination chosen here. No compiled or
 exported graph: ``torch.compile`` gained 1.34x on that CPU but costs a minute of compilation per
-process and per window shape, which a batch of small scans does not win back.
+process and per window shape, which a batch of small scans does not win back. Measured again on a 2-core Intel Xeon
+(AVX-512, fp32, channels-last, window batch 2): one network call 0.100 -> 0.077 s (1.3x) compiled, but the compile
+takes 25.7 s for the full window batch plus 11.3 s more for the last, smaller one (a recompile), and still 4.9 s per
+process with the inductor cache warm; a 128^3 case has 5 window batches (0.1 s saved), so a batch of 10 such cases
+loses 3.9 s even with a warm cache, and a full-size CT's network stage (0.12 s after the body crop) has nothing to
+win back.
+
+``ONEDNN_MAX_CPU_ISA=AVX2`` (with ``ATEN_CPU_CAPABILITY=avx2``) makes a newer CPU run as an AVX2-only one; ``auto``
+then resolves to fp32 (:func:`onednn_isa_cap`), as it does on such a CPU.
 """
 
 from __future__ import annotations
@@ -214,6 +222,24 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
     return frozenset(flags)
 
 
+# oneDNN instruction-set caps (``ONEDNN_MAX_CPU_ISA``, formerly ``DNNL_MAX_CPU_ISA``) below bfloat16 dot products:
+# under one of these, oneDNN runs bfloat16 convolutions emulated, whatever the CPU has.
+ONEDNN_ISA_VARIABLES: tuple[str, ...] = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+ONEDNN_ISAS_WITHOUT_BF16: frozenset[str] = frozenset(
+    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+)
+
+
+def onednn_isa_cap() -> str | None:
+    """The oneDNN instruction-set cap set in the environment when it excludes bfloat16 instructions (``AVX2``,
+    say: how an AVX2-only CPU is emulated on a newer one); ``None`` when there is none or it allows them."""
+    for variable in ONEDNN_ISA_VARIABLES:
+        value = os.environ.get(variable, "").strip().upper()
+        if value in ONEDNN_ISAS_WITHOUT_BF16:
+            return f"{variable}={value}"
+    return None
+
+
 def _torch_cpu_bf16() -> bool:
     """torch's own check of the CPU's bfloat16 instructions (AVX512-BF16 or AMX tiles)."""
     checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
@@ -228,12 +254,15 @@ def _cuda_bf16(device: torch.device) -> bool:
 
 
 def supports_bf16(device: torch.device | str) -> bool:
-    """Whether ``device`` computes in bfloat16 in hardware: a CPU with ``avx512_bf16`` or ``amx_bf16``, or a CUDA
-    device for which ``torch.cuda.is_bf16_supported()``."""
+    """Whether ``device`` computes in bfloat16 in hardware: a CPU with ``avx512_bf16`` or ``amx_bf16`` (and no
+    oneDNN instruction-set cap below them, :func:`onednn_isa_cap`), or a CUDA device for which
+    ``torch.cuda.is_bf16_supported()``."""
     device = torch.device(device)
     if device.type == "cuda":
         return _cuda_bf16(device)
     if device.type == "cpu":
+        if onednn_isa_cap() is not None:
+            return False
         return any(flag in cpu_flags() for flag in CPU_BF16_FLAGS) or _torch_cpu_bf16()
     return False
 
@@ -253,6 +282,8 @@ def check_precision(precision: str, device: torch.device | str) -> NetworkPrecis
     if precision == "bf16" and not supports_bf16(device):
         if device.type == "cuda":
             why = f"CUDA device {device} has no bfloat16 support (torch.cuda.is_bf16_supported() is False)"
+        elif device.type == "cpu" and onednn_isa_cap() is not None:
+            why = f"{onednn_isa_cap()} caps oneDNN below bfloat16 instructions, so bfloat16 would be emulated"
         elif device.type == "cpu":
             why = (
                 f"this CPU lacks the {' or '.join(CPU_BF16_FLAGS)} flag (neither in {CPUINFO} nor found by torch), "

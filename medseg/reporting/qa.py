@@ -110,6 +110,7 @@ def qa_flags(
     expected: Mapping[str, ExpectedVolume] | None = None,
     geometry_repairs: Sequence[str] = (),
     fence: float = FAR_OUT_FENCE,
+    volumes_ml: Mapping[int, float] | None = None,
 ) -> list[QAFlag]:
     """QA flags of one segmented case (see the module notes).
 
@@ -120,9 +121,11 @@ def qa_flags(
             volume check. ``None``: no volume checks.
         geometry_repairs: what the reader changed to make the geometry usable, one sentence each.
         fence: Tukey fence multiplier (3 = "far out").
+        volumes_ml: ``{label value: mL}`` of ``labels`` (:func:`medseg.reporting.volumes.image_volumes_ml`) when
+            the caller has them; else counted here.
     """
     flags = [QAFlag("geometry_repaired", None, repair) for repair in geometry_repairs]
-    volumes = image_volumes_ml(labels, label_names)
+    volumes = image_volumes_ml(labels, label_names) if volumes_ml is None else volumes_ml
     voxels = sitk.GetArrayViewFromImage(labels)
     direction = np.asarray(labels.GetDirection(), dtype=float).reshape(3, 3)
     for value, name in sorted(label_names.items()):

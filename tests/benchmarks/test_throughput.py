@@ -33,13 +33,39 @@ def test_floor_table_shows_a_capped_stock_chain_as_out_of_memory() -> None:
 def test_batch_table_has_per_case_and_whole_process_time() -> None:
     section = {
         "cases": 10,
-        "medseg": _side(12.0, 900.0, per_case_median_seconds=1.2, process_seconds=20.0, setup_seconds=1.0),
+        "medseg": {
+            **_side(12.0, 900.0, per_case_median_seconds=1.2, process_seconds=20.0, setup_seconds=1.0),
+            "precision": "fp32",
+            "stages_median_seconds": {"inference": 0.8, "invert": 0.02},
+        },
+        "medseg_auto": {
+            **_side(8.0, 850.0, per_case_median_seconds=0.8, process_seconds=16.0, setup_seconds=1.0),
+            "precision": "bf16",
+        },
         "reference": _side(40.0, 1500.0, per_case_median_seconds=4.0, process_seconds=50.0, setup_seconds=1.0),
         "per_case_speedup": 4.0 / 1.2,
         "process_speedup": 2.5,
         "memory_ratio": 0.6,
+        "per_case_speedup_auto": 5.0,
+        "process_speedup_auto": 3.125,
+        "memory_ratio_auto": 0.57,
     }
     page = "\n".join(_batch(section))
     assert "## A batch of 10 cases" in page
-    assert "| medseg | 1.20 | 12.00 | 20.00 | 1.00 | 900 |" in page
-    assert "Per case: 3.33x" in page and "whole process: 2.50x" in page
+    assert "| medseg fp32 (ran fp32) | 1.20 | 12.00 | 20.00 | 1.00 | 900 | inference 0.80, invert 0.02 |" in page
+    assert "| medseg auto (ran bf16) | 0.80 | 8.00 | 16.00 | 1.00 | 850 | n/a |" in page
+    assert "medseg fp32 per case: 3.33x" in page and "whole process: 2.50x" in page
+    assert "medseg auto per case: 5.00x" in page and "whole process: 3.12x" in page
+
+
+def test_batch_table_without_an_auto_side() -> None:
+    section = {
+        "cases": 2,
+        "medseg": _side(2.0, 900.0, per_case_median_seconds=1.0, process_seconds=6.0, setup_seconds=0.5),
+        "reference": _side(8.0, 1500.0, per_case_median_seconds=4.0, process_seconds=12.0, setup_seconds=0.5),
+        "per_case_speedup": 4.0,
+        "process_speedup": 2.0,
+        "memory_ratio": 0.6,
+    }
+    page = "\n".join(_batch(section))
+    assert "medseg auto" not in page and "| medseg fp32 | 1.00 |" in page

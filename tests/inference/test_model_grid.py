@@ -24,6 +24,7 @@ from monai.transforms import (
 from medseg.errors import MedsegError
 from medseg.inference.model_grid import (
     MIXED,
+    class_argmax,
     covered_box,
     labels_on_grid,
     labels_on_grid_resampled,
@@ -387,3 +388,17 @@ def test_real_scans_with_the_shipped_model(
     assert len(np.unique(reference)) >= 4
     assert np.count_nonzero(labels != reference) <= 2
     assert min(_dice_per_label(labels, reference, scores.shape[0])) >= 0.999
+
+
+def test_class_argmax_is_torch_argmax_with_ties_to_the_lower_class() -> None:
+    generator = torch.Generator().manual_seed(3)
+    values = torch.rand((8, 17, 9, 11), generator=generator)
+    values[5, :4] = values[2, :4]  # exact ties: the lower class wins, as with torch.argmax
+    values[:, 0, 0, 0] = 0.5  # every class tied: class 0
+    chosen = class_argmax(values)
+    assert chosen.dtype == torch.uint8
+    assert torch.equal(chosen, values.argmax(dim=0).to(torch.uint8))
+    assert int(chosen[0, 0, 0]) == 0
+    assert bool((chosen[:4] != 5).all())
+    with pytest.raises(ValueError, match="256 classes"):
+        class_argmax(torch.zeros((257, 2)))

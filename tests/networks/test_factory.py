@@ -17,6 +17,7 @@ from medseg.networks.factory import (
     check_precision,
     choose_network_path,
     cpu_flags,
+    onednn_isa_cap,
     prepare_network,
     resolve_device,
     supports_bf16,
@@ -103,6 +104,13 @@ needs_bf16 = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True)
+def _no_onednn_isa_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests set the CPU's features themselves: a cap in the caller's environment must not decide them."""
+    for variable in factory.ONEDNN_ISA_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+
+
 def _tiny_unet(spatial_dims: int = 3, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return UNet(spatial_dims, 1, 4, channels=(8, 16, 32), strides=(2, 2), num_res_units=1, norm="instance").eval()
@@ -142,6 +150,22 @@ def test_bf16_without_hardware_support_is_a_medseg_error(monkeypatch: pytest.Mon
     monkeypatch.setattr(factory, "cpu_flags", lambda cpuinfo=factory.CPUINFO: frozenset())
     monkeypatch.setattr(factory, "_torch_cpu_bf16", lambda: True)
     assert check_precision("bf16", "cpu") == "bf16"
+
+
+def test_a_onednn_isa_cap_below_bf16_makes_auto_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(factory, "cpu_flags", lambda cpuinfo=factory.CPUINFO: frozenset({"avx512_bf16"}))
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16")  # allows bf16
+    assert check_precision("auto", "cpu") == "bf16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert onednn_isa_cap() == "ONEDNN_MAX_CPU_ISA=AVX2"
+    assert not supports_bf16("cpu")
+    assert check_precision("auto", "cpu") == "fp32"
+    with pytest.raises(MedsegError, match="ONEDNN_MAX_CPU_ISA=AVX2 caps oneDNN below bfloat16"):
+        check_precision("bf16", "cpu")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "avx512_core")
+    assert onednn_isa_cap() == "DNNL_MAX_CPU_ISA=AVX512_CORE"
 
 
 def test_prepare_network_converts_bf16_networks_in_place_and_leaves_fp32_alone() -> None:
